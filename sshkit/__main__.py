@@ -1,0 +1,5 @@
+"""`python -m sshkit` runs the command line."""
+
+from sshkit.cli import main
+
+main()

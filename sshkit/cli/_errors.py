@@ -1,0 +1,44 @@
+"""The single boundary where sshkit errors become a message and an exit code."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from sshkit.errors import ExitCode, SshkitError
+
+_debug = False
+
+
+def set_debug(value: bool) -> None:
+    global _debug
+    _debug = value
+
+
+def is_debug() -> bool:
+    return _debug
+
+
+def report(exc: SshkitError) -> int:
+    """Print `exc` as one line on stderr (plus an optional hint); return its exit code."""
+    message = " ".join(str(exc.message).split())
+    sys.stderr.write(f"sshkit: error: {message}\n")
+    if exc.hint:
+        sys.stderr.write(f"sshkit: hint: {' '.join(exc.hint.split())}\n")
+    sys.stderr.flush()
+    return int(exc.exit_code)
+
+
+def run_guarded(func: Callable[[], object]) -> NoReturn:
+    """Run the CLI, translating SshkitError and Ctrl-C to exit codes."""
+    try:
+        func()
+    except SshkitError as exc:
+        if _debug:
+            raise
+        sys.exit(report(exc))
+    except KeyboardInterrupt:
+        sys.stderr.write("sshkit: interrupted\n")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    sys.exit(0)

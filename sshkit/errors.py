@@ -1,0 +1,152 @@
+"""The one error hierarchy of sshkit, and the exit codes the CLI maps it to.
+
+    SshkitError                     every expected failure; carries a one-line message
+    ├── UsageError                  bad combination of options or arguments
+    ├── ConfigError                 settings missing or invalid (includes NotLoggedInError)
+    ├── ApiError                    the server answered with an error (status, title, msg)
+    │   ├── AuthError               credentials refused (wrong password or secret, clock skew)
+    │   ├── NotFoundError           session, file or folder does not exist
+    │   ├── RejectedError           the server refused the request (reserved name, validation)
+    │   └── ServerError             5xx, or an answer sshkit cannot understand
+    ├── NetworkError                the server could not be reached (DNS, TCP, TLS, timeout)
+    ├── UnsafeDownloadError         a download that would be unsafe to write (tar traversal, size)
+    ├── KeyFormatError              a key file that is corrupt or of an unsupported kind
+    │   └── PassphraseError         a wrong or missing passphrase
+    ├── SshConfigError              an ssh_config sshkit refuses to edit
+    ├── LocalFileError              a local file problem (exists, not writable, bad mode)
+    ├── RelayError                  the tunnel failed or was closed abnormally
+    └── CheckFailedError            `--check` or `doctor` found problems
+
+Messages are written for users and never contain secrets (keys, passphrases,
+secret keys, session ids). The CLI translates these errors in exactly one
+place (`sshkit.cli._errors`); anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented process exit codes (see docs/exit-codes.md)."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    CONFIG = 3
+    AUTH = 4
+    NOT_FOUND = 5
+    SERVER = 6
+    NETWORK = 7
+    KEY_FORMAT = 8
+    PASSPHRASE = 9
+    SSH_CONFIG = 10
+    LOCAL_FILE = 11
+    RELAY = 12
+    REJECTED = 13
+    CHECK_FAILED = 14
+    UNSAFE_DOWNLOAD = 15
+    INTERRUPTED = 130
+
+
+class SshkitError(Exception):
+    """Base of every expected sshkit failure.
+
+    `message` is one line for the user; `hint` optionally says what to do next.
+    """
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(SshkitError):
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(SshkitError):
+    exit_code = ExitCode.CONFIG
+
+
+class NotLoggedInError(ConfigError):
+    pass
+
+
+class ApiError(SshkitError):
+    """The server answered with an error.
+
+    `status` is the HTTP status (0 when the failure is not an HTTP status),
+    `title` and `msg` come from the server's problem+json body when present.
+    """
+
+    exit_code = ExitCode.SERVER
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        title: str | None = None,
+        msg: str | None = None,
+        error_type: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.title = title
+        self.msg = msg
+        self.error_type = error_type
+
+
+class AuthError(ApiError):
+    exit_code = ExitCode.AUTH
+
+
+class NotFoundError(ApiError):
+    exit_code = ExitCode.NOT_FOUND
+
+
+class RejectedError(ApiError):
+    exit_code = ExitCode.REJECTED
+
+
+class ServerError(ApiError):
+    exit_code = ExitCode.SERVER
+
+
+class NetworkError(SshkitError):
+    exit_code = ExitCode.NETWORK
+
+
+class UnsafeDownloadError(SshkitError):
+    exit_code = ExitCode.UNSAFE_DOWNLOAD
+
+
+class KeyFormatError(SshkitError):
+    exit_code = ExitCode.KEY_FORMAT
+
+
+class PassphraseError(KeyFormatError):
+    exit_code = ExitCode.PASSPHRASE
+
+
+class SshConfigError(SshkitError):
+    exit_code = ExitCode.SSH_CONFIG
+
+
+class LocalFileError(SshkitError):
+    exit_code = ExitCode.LOCAL_FILE
+
+
+class RelayError(SshkitError):
+    exit_code = ExitCode.RELAY
+
+
+class CheckFailedError(SshkitError):
+    exit_code = ExitCode.CHECK_FAILED

@@ -1,0 +1,111 @@
+"""The local-filesystem edge: atomic writes, one-time backups, private dirs.
+
+Files the user owns (`~/.ssh/config`, keys) are written through here so that
+they are never half-written, have their final mode from the first byte, and
+are backed up once before sshkit first changes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from sshkit.errors import LocalFileError
+
+BACKUP_SUFFIX = ".sshkit-backup"
+
+
+def read_bytes_if_exists(path: Path) -> bytes | None:
+    """Return the file's bytes, or None when it does not exist.
+
+    Raises LocalFileError when it exists but cannot be read.
+    """
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def ensure_private_dir(path: Path, mode: int = 0o700) -> bool:
+    """Create `path` (and parents) with `mode` when missing; return True if created.
+
+    An existing directory is left as it is (fixing modes is `fix-perms`' job).
+    Raises LocalFileError when it cannot be created.
+    """
+    if path.is_dir():
+        return False
+    try:
+        path.mkdir(parents=True, mode=mode)
+        os.chmod(path, mode)  # mkdir's mode is filtered by the umask
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise LocalFileError(f"cannot create directory {path}: {exc.strerror}") from None
+    return True
+
+
+def resolve_target(path: Path) -> Path:
+    """Follow symlinks so that writing replaces the link's target, not the link."""
+    try:
+        return path.resolve(strict=False) if path.is_symlink() else path
+    except OSError:
+        return path
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """Write `data` to `path` atomically.
+
+    The temporary file is created in the same directory with the final mode
+    (`mode`, or the existing file's mode, or 0600), so a secret is never
+    readable by others even for a moment. A symlinked `path` has its target
+    replaced, keeping the link. Raises LocalFileError on failure; the original
+    file is then unchanged.
+    """
+    target = resolve_target(path)
+    if mode is None:
+        try:
+            mode = stat.S_IMODE(target.stat().st_mode)
+        except FileNotFoundError:
+            mode = 0o600
+        except OSError as exc:
+            raise LocalFileError(f"cannot stat {target}: {exc.strerror}") from None
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
+    except OSError as exc:
+        raise LocalFileError(f"cannot write {target}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if hasattr(os, "fchmod"):  # the umask may have narrowed O_CREAT's mode
+                os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise LocalFileError(f"cannot write {target}: {exc.strerror}") from None
+
+
+def backup_once(path: Path, suffix: str = BACKUP_SUFFIX) -> Path | None:
+    """Copy `path` to `path + suffix` unless that backup already exists.
+
+    Returns the backup path when one was made, None otherwise (no file, or a
+    backup is already there: the first backup is the one worth keeping).
+    The backup keeps the original's mode. Raises LocalFileError on failure.
+    """
+    target = resolve_target(path)
+    backup = target.with_name(target.name + suffix)
+    if backup.exists():
+        return None
+    data = read_bytes_if_exists(target)
+    if data is None:
+        return None
+    atomic_write(backup, data, mode=stat.S_IMODE(target.stat().st_mode))
+    return backup
