@@ -1,0 +1,501 @@
+"""OpenSSH `authorized_keys` files: parse keeping every byte, merge, remove, render.
+
+The line syntax follows sshd(8) "AUTHORIZED_KEYS FILE FORMAT" and OpenSSH's
+own reader (`auth2-pubkeyfile.c`, `sshkey_advance_past_options`):
+
+* blank lines and lines whose first non-blank character is `#` are ignored;
+* otherwise a line is `[options] keytype base64-blob [comment]`. sshd first
+  tries to read a key at the start of the line; only when that fails does it
+  skip an options field, which ends at the first space or tab outside double
+  quotes (`\\"` inside quotes is an escaped quote), and try again;
+* the comment is everything after the blob and is ignored by sshd.
+
+A parsed file is a sequence of `Line`s whose `raw` bytes (terminator
+included: LF, CRLF, or nothing on a last line) concatenate back to the input
+exactly, so rewriting a file never disturbs the lines sshkit did not add.
+Keys are identified by their decoded blob (plus whether the line is a
+`cert-authority` line, which means something else), never by their text.
+
+Pure module: bytes and text in, bytes and text out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import difflib
+import enum
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sshkit.errors import KeyFormatError, UsageError
+
+MIN_RSA_BITS = 2048
+
+_ECDSA_BITS = {"nistp256": 256, "nistp384": 384, "nistp521": 521}
+_ECDSA_POINT_LEN = {"nistp256": 65, "nistp384": 97, "nistp521": 133}
+_FIXED_BITS = {
+    "ssh-ed25519": 256,
+    "ssh-ed448": 456,
+    "sk-ssh-ed25519@openssh.com": 256,
+    "sk-ecdsa-sha2-nistp256@openssh.com": 256,
+}
+_CERT_SUFFIX = "-cert-v01@openssh.com"
+
+_PRIVATE_MARKERS = (
+    "PRIVATE KEY-----",
+    "PuTTY-User-Key-File-",
+    "SSH2 ENCRYPTED PRIVATE KEY",
+    "BEGIN SSH2 PRIVATE KEY",
+)
+_RFC4716_MARKER = "---- BEGIN SSH2 PUBLIC KEY ----"
+_FINGERPRINT_RE = re.compile(r"^(?:SHA256:)?([A-Za-z0-9+/]{43})=?$")
+
+
+class LineKind(enum.Enum):
+    """What one line of an authorized_keys file is."""
+
+    KEY = "key"
+    COMMENT = "comment"
+    BLANK = "blank"
+    UNPARSED = "unparsed"  # sshd would skip it too; kept verbatim
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """One public key as written on an authorized_keys line.
+
+    `text` is the line without its terminator and trailing CR (what sshkit
+    writes when it adds the key). `bits` is None for key types sshkit does
+    not measure (certificates, unknown future types).
+    """
+
+    key_type: str
+    blob: bytes
+    options: str | None = None
+    comment: str = ""
+    bits: int | None = None
+    text: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """The SHA256 fingerprint as ssh-keygen prints it."""
+        return fingerprint_sha256(self.blob)
+
+    @property
+    def is_cert_authority(self) -> bool:
+        return self.options is not None and "cert-authority" in _option_names(self.options)
+
+    @property
+    def identity(self) -> tuple[bytes, bool]:
+        """Two lines authorize the same thing iff their identities are equal."""
+        return (self.blob, self.is_cert_authority)
+
+    def public_line(self) -> str:
+        """`keytype base64 [comment]`, without options."""
+        b64 = base64.b64encode(self.blob).decode("ascii")
+        return f"{self.key_type} {b64}" + (f" {self.comment}" if self.comment else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One line exactly as it is in the file (`raw` includes its terminator)."""
+
+    raw: bytes
+    kind: LineKind
+    key: KeyEntry | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizedKeys:
+    """A parsed authorized_keys file; `render()` gives back the exact bytes."""
+
+    lines: tuple[Line, ...] = ()
+
+    @classmethod
+    def parse(cls, data: bytes) -> AuthorizedKeys:
+        """Split `data` into lines and classify each; never raises."""
+        return cls(tuple(_classify(raw) for raw in _split_lines(data)))
+
+    def render(self) -> bytes:
+        return b"".join(line.raw for line in self.lines)
+
+    def keys(self) -> list[KeyEntry]:
+        return [line.key for line in self.lines if line.key is not None]
+
+    def identities(self) -> set[tuple[bytes, bool]]:
+        return {key.identity for key in self.keys()}
+
+
+@dataclass(frozen=True, slots=True)
+class MergeResult:
+    """What `merge` did: the new file bytes and which keys moved."""
+
+    data: bytes
+    added: list[KeyEntry] = field(default_factory=list)
+    already_present: list[KeyEntry] = field(default_factory=list)
+    removed: list[KeyEntry] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+# --- fingerprints -----------------------------------------------------------
+
+
+def fingerprint_sha256(blob: bytes) -> str:
+    """`SHA256:` + unpadded base64 of SHA-256(blob), as ssh-keygen -l prints."""
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode("ascii")
+    return "SHA256:" + digest.rstrip("=")
+
+
+def normalize_fingerprint(value: str) -> str:
+    """Accept `SHA256:xxx` or the bare 43-character hash; return `SHA256:xxx`.
+
+    Raises UsageError for anything else (MD5 fingerprints included).
+    """
+    match = _FINGERPRINT_RE.match(value.strip())
+    if match is None:
+        raise UsageError(
+            f"{value.strip()!r} is not a SHA256 key fingerprint",
+            hint="fingerprints look like SHA256:AbC...; see `sshkit authorized-keys list`",
+        )
+    return "SHA256:" + match.group(1)
+
+
+# --- reading lines ------------------------------------------------------------
+
+
+def _split_lines(data: bytes) -> list[bytes]:
+    lines = data.splitlines(keepends=True)
+    # bytes.splitlines also splits on a lone CR, VT, FF...; sshd reads up to LF
+    # only, so glue everything back into LF-terminated records.
+    out: list[bytes] = []
+    current = b""
+    for piece in lines:
+        current += piece
+        if current.endswith(b"\n"):
+            out.append(current)
+            current = b""
+    if current:
+        out.append(current)
+    return out
+
+
+def _content(raw: bytes) -> str:
+    text = raw[:-1] if raw.endswith(b"\n") else raw
+    if text.endswith(b"\r"):
+        text = text[:-1]
+    return text.decode("utf-8", "surrogateescape")
+
+
+def _classify(raw: bytes) -> Line:
+    text = _content(raw)
+    stripped = text.lstrip(" \t")
+    if not stripped:
+        return Line(raw, LineKind.BLANK)
+    if stripped.startswith("#"):
+        return Line(raw, LineKind.COMMENT)
+    try:
+        key = _read_key_line(stripped)
+    except _Unparsable:
+        return Line(raw, LineKind.UNPARSED)
+    return Line(raw, LineKind.KEY, key)
+
+
+class _Unparsable(Exception):
+    """The line is not `[options] type blob [comment]`; carries the reason."""
+
+
+def _split_token(s: str) -> tuple[str, str]:
+    """The first space/tab-delimited token and the rest with leading blanks removed."""
+    for i, ch in enumerate(s):
+        if ch in " \t":
+            return s[:i], s[i:].lstrip(" \t")
+    return s, ""
+
+
+def _decode_blob(key_type: str, b64: str) -> bytes:
+    try:
+        blob = base64.b64decode(b64.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise _Unparsable("the key data is not valid base64") from None
+    embedded = _read_string(blob, 0)
+    if embedded is None or embedded[0] != key_type.encode("ascii", "replace"):
+        raise _Unparsable(f"the key data is not a {key_type} key")
+    return blob
+
+
+def _looks_like_key_type(token: str) -> bool:
+    return bool(re.fullmatch(r"[a-z0-9][a-z0-9@.+_-]*", token)) and (
+        token.startswith(("ssh-", "ecdsa-", "sk-", "rsa-")) or "@" in token
+    )
+
+
+def _read_key_at(s: str) -> tuple[str, bytes, str] | None:
+    key_type, rest = _split_token(s)
+    if not _looks_like_key_type(key_type):
+        return None
+    b64, comment = _split_token(rest)
+    if not b64:
+        raise _Unparsable(f"{key_type} is not followed by the key data")
+    return key_type, _decode_blob(key_type, b64), comment.rstrip(" \t")
+
+
+def _advance_past_options(s: str) -> tuple[str, str]:
+    quoted = False
+    i = 0
+    while i < len(s) and (quoted or s[i] not in " \t"):
+        if s[i] == "\\" and i + 1 < len(s) and s[i + 1] == '"':
+            i += 1
+        elif s[i] == '"':
+            quoted = not quoted
+        i += 1
+    if quoted:
+        raise _Unparsable("the options have an unterminated quote")
+    return s[:i], s[i:].lstrip(" \t")
+
+
+def _read_key_line(stripped: str) -> KeyEntry:
+    options: str | None = None
+    found = _read_key_at(stripped)
+    if found is None:
+        options, rest = _advance_past_options(stripped)
+        if not rest:
+            raise _Unparsable("there is no key type and key data")
+        found = _read_key_at(rest)
+        if found is None:
+            raise _Unparsable(f"{_split_token(rest)[0][:40]!r} is not a key type")
+    key_type, blob, comment = found
+    return KeyEntry(
+        key_type=key_type,
+        blob=blob,
+        options=options,
+        comment=comment,
+        bits=_key_bits(key_type, blob, strict=False),
+        text=stripped.rstrip(" \t"),
+    )
+
+
+def _option_names(options: str) -> set[str]:
+    names: set[str] = set()
+    quoted = False
+    start = 0
+    for i, ch in enumerate(options + ","):
+        if ch == '"' and (i == 0 or options[i - 1] != "\\"):
+            quoted = not quoted
+        elif ch == "," and not quoted:
+            names.add(options[start:i].split("=", 1)[0].strip().lower())
+            start = i + 1
+    return names
+
+
+# --- SSH wire format (RFC 4251) ---------------------------------------------
+
+
+def _read_string(blob: bytes, pos: int) -> tuple[bytes, int] | None:
+    if pos + 4 > len(blob):
+        return None
+    length = int.from_bytes(blob[pos : pos + 4], "big")
+    end = pos + 4 + length
+    if end > len(blob):
+        return None
+    return blob[pos + 4 : end], end
+
+
+def _read_fields(blob: bytes, count: int) -> list[bytes]:
+    """The first `count` strings of `blob`; the blob must hold exactly those."""
+    fields: list[bytes] = []
+    pos = 0
+    for _ in range(count):
+        item = _read_string(blob, pos)
+        if item is None:
+            raise _Unparsable("the key data is truncated")
+        fields.append(item[0])
+        pos = item[1]
+    if pos != len(blob):
+        raise _Unparsable("the key data has trailing bytes")
+    return fields
+
+
+def _mpint_bits(value: bytes) -> int:
+    return int.from_bytes(value, "big", signed=False).bit_length()
+
+
+def _key_bits(key_type: str, blob: bytes, *, strict: bool) -> int | None:
+    """Key size in bits; with strict=True a malformed blob raises _Unparsable."""
+    try:
+        if key_type == "ssh-rsa":
+            _, _e, n = _read_fields(blob, 3)
+            return _mpint_bits(n)
+        if key_type == "ssh-dss":
+            _, p, _q, _g, _y = _read_fields(blob, 5)
+            return _mpint_bits(p)
+        if key_type.startswith("ecdsa-sha2-"):
+            _, curve, point = _read_fields(blob, 3)
+            name = curve.decode("ascii", "replace")
+            if key_type != f"ecdsa-sha2-{name}" or len(point) != _ECDSA_POINT_LEN.get(name, -1):
+                raise _Unparsable("the ECDSA curve or point does not match the key type")
+            return _ECDSA_BITS[name]
+        if key_type in ("ssh-ed25519", "ssh-ed448"):
+            _, pub = _read_fields(blob, 2)
+            if len(pub) != (32 if key_type == "ssh-ed25519" else 57):
+                raise _Unparsable("the EdDSA public key has the wrong length")
+            return _FIXED_BITS[key_type]
+        if key_type == "sk-ssh-ed25519@openssh.com":
+            _, pub, _app = _read_fields(blob, 3)
+            if len(pub) != 32:
+                raise _Unparsable("the Ed25519 public key has the wrong length")
+            return _FIXED_BITS[key_type]
+        if key_type == "sk-ecdsa-sha2-nistp256@openssh.com":
+            _, curve, point, _app = _read_fields(blob, 4)
+            if curve != b"nistp256" or len(point) != 65:
+                raise _Unparsable("the ECDSA curve or point does not match the key type")
+            return _FIXED_BITS[key_type]
+    except _Unparsable:
+        if strict:
+            raise
+        return None
+    return None
+
+
+# --- new keys (strict) ----------------------------------------------------------
+
+
+def parse_new_keys(data: bytes | str, *, source: str) -> list[KeyEntry]:
+    """Read the public keys a user wants to add, refusing anything unsafe.
+
+    `data` is a `.pub` file or a pasted line; several key lines are allowed,
+    blank and `#` lines are skipped. `source` names the input in messages
+    (a path or "--key"); key material is never echoed.
+
+    Raises KeyFormatError when the input is a private key, an RFC 4716
+    public key, a malformed line, no key at all, or a key that
+    `check_key_policy` refuses (DSA, RSA under 2048 bits, a certificate).
+    """
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    if any(marker in text for marker in _PRIVATE_MARKERS):
+        raise KeyFormatError(
+            f"{source} is a private key; refusing to use it (private keys never go into "
+            "authorized_keys)",
+            hint="give the public key instead, e.g. the matching .pub file",
+        )
+    if _RFC4716_MARKER in text:
+        raise KeyFormatError(
+            f"{source} is an RFC 4716 (SSH2) public key, not an OpenSSH one",
+            hint=f"convert it first: ssh-keygen -i -f {source}",
+        )
+    keys: list[KeyEntry] = []
+    for number, raw in enumerate(_split_lines(text.encode("utf-8", "surrogateescape")), 1):
+        content = _content(raw).lstrip(" \t")
+        if not content or content.startswith("#"):
+            continue
+        where = source if source == "--key" else f"{source} line {number}"
+        try:
+            entry = _read_key_line(content)
+            _key_bits(entry.key_type, entry.blob, strict=True)
+        except _Unparsable as exc:
+            raise KeyFormatError(f"{where} is not a valid public key: {exc}") from None
+        check_key_policy(entry, where=where)
+        keys.append(entry)
+    if not keys:
+        raise KeyFormatError(f"no public key found in {source}")
+    return keys
+
+
+def check_key_policy(entry: KeyEntry, *, where: str) -> None:
+    """Refuse keys that should not be added to a server today.
+
+    Raises KeyFormatError for DSA keys, RSA keys under 2048 bits, and
+    certificates (which authorized_keys does not accept as keys).
+    """
+    if entry.key_type == "ssh-dss":
+        raise KeyFormatError(
+            f"{where} is a DSA (ssh-dss) key; OpenSSH disabled DSA in 7.0 and removed it "
+            "in 9.8, so sshd will not accept it",
+            hint="generate a new key: ssh-keygen -t ed25519",
+        )
+    if entry.key_type == "ssh-rsa" and (entry.bits or 0) < MIN_RSA_BITS:
+        raise KeyFormatError(
+            f"{where} is a {entry.bits}-bit RSA key; keys under {MIN_RSA_BITS} bits are "
+            "too weak and refused by current servers",
+            hint="generate a new key: ssh-keygen -t ed25519",
+        )
+    if entry.key_type.endswith(_CERT_SUFFIX):
+        raise KeyFormatError(
+            f"{where} is an SSH certificate, which authorized_keys cannot hold as a key",
+            hint="add the certificate authority's public key with the cert-authority option",
+        )
+
+
+# --- merging ----------------------------------------------------------------
+
+
+def merge(
+    current: bytes,
+    add: Sequence[KeyEntry] = (),
+    remove: Iterable[str] = (),
+) -> MergeResult:
+    """Add keys whose identity is not in `current`; drop keys by fingerprint.
+
+    Every existing line is kept byte for byte (options, comments, blank
+    lines, CRLF, order); new keys are appended, LF-terminated, after a line
+    break is supplied for a last line that lacks one. `remove` holds
+    normalized `SHA256:` fingerprints; every key line with that fingerprint
+    goes. Never raises.
+    """
+    doc = AuthorizedKeys.parse(current)
+    drop = set(remove)
+    kept: list[Line] = []
+    removed: list[KeyEntry] = []
+    for line in doc.lines:
+        if line.key is not None and line.key.fingerprint in drop:
+            removed.append(line.key)
+        else:
+            kept.append(line)
+    present = {line.key.identity for line in kept if line.key is not None}
+    added: list[KeyEntry] = []
+    already: list[KeyEntry] = []
+    for key in add:
+        if key.identity in present:
+            already.append(key)
+            continue
+        present.add(key.identity)
+        added.append(key)
+    if added and kept and not kept[-1].raw.endswith(b"\n"):
+        last = kept[-1]
+        kept[-1] = Line(last.raw + b"\n", last.kind, last.key)
+    new_lines = [
+        Line(
+            (key.text or key.public_line()).encode("utf-8", "surrogateescape") + b"\n",
+            LineKind.KEY,
+            key,
+        )
+        for key in added
+    ]
+    data = AuthorizedKeys(tuple(kept + new_lines)).render()
+    return MergeResult(data=data, added=added, already_present=already, removed=removed)
+
+
+def missing_after(data: bytes, *, added: Iterable[KeyEntry], removed: Iterable[KeyEntry]) -> bool:
+    """True when `data` lost an added key or regained a removed one (a lost update)."""
+    keys = AuthorizedKeys.parse(data).keys()
+    identities = {key.identity for key in keys}
+    fingerprints = {key.fingerprint for key in keys}
+    return any(key.identity not in identities for key in added) or any(
+        key.fingerprint in fingerprints for key in removed
+    )
+
+
+def unified_diff(old: bytes, new: bytes, *, label: str) -> str:
+    """A unified diff of two versions of a file, for `--dry-run` (empty when equal)."""
+    old_lines = old.decode("utf-8", "replace").splitlines(keepends=True)
+    new_lines = new.decode("utf-8", "replace").splitlines(keepends=True)
+    diff = difflib.unified_diff(old_lines, new_lines, f"a/{label}", f"b/{label}")
+    out = []
+    for line in diff:
+        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    return "".join(out)
