@@ -1,42 +1,28 @@
 """The `sshkit` command line: thin typer commands over the service layer.
 
-Command modules register themselves on the shared app when imported. Heavy
-libraries (cryptography, requests, paramiko, websockets) are imported inside
-command bodies, never at module level, so `sshkit --help` and `sshkit relay`
-start fast.
+Command modules register themselves on the shared app (`sshkit.cli._app`) when
+imported. Heavy libraries (cryptography, requests, paramiko, websockets) are
+imported inside command bodies, never at module level, so `sshkit --help` starts
+fast. Importing this package does not import typer: `sshkit relay` runs on every
+ssh connection and takes a typer-free fast path (`sshkit.cli._relay_cmd`).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from sshkit import __version__
-from sshkit.cli._app import app
-from sshkit.cli._errors import run_guarded, set_debug
+if TYPE_CHECKING:
+    from sshkit.cli._app import app as app
 
 
-def _version_callback(value: bool) -> None:
-    if value:
-        typer.echo(f"sshkit {__version__}")
-        raise typer.Exit()
+def __getattr__(name: str) -> Any:
+    # `from sshkit.cli import app` keeps working without importing typer eagerly.
+    if name == "app":
+        from sshkit.cli._app import app
 
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_version_callback, is_eager=True, help="Print the version."
-        ),
-    ] = False,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks for errors (never secrets).")
-    ] = False,
-) -> None:
-    """SSH, SFTP, VS Code, PuTTY and WinSCP access to Backend.AI compute sessions."""
-    set_debug(debug)
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _register_commands() -> None:
@@ -51,5 +37,12 @@ def _register_commands() -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    if sys.argv[1:2] == ["relay"]:
+        from sshkit.cli._relay_cmd import fast_main
+
+        fast_main(sys.argv[2:])  # exits, unless typer should show the help
+    from sshkit.cli._app import app
+    from sshkit.cli._errors import run_guarded
+
     _register_commands()
     run_guarded(app)

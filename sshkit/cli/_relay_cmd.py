@@ -1,0 +1,195 @@
+"""The bodies of `sshkit relay` and `sshkit forward`, importable without typer.
+
+`sshkit relay` runs on every ssh connection, so `sshkit.cli.main` sends
+`sshkit relay ...` here directly (`fast_main`), skipping typer and the other
+command modules. The typer commands in `sshkit.cli.relay` call the same functions,
+so both paths behave alike; `--help` always goes through typer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NoReturn
+
+from sshkit.errors import SshkitError, UsageError
+
+if TYPE_CHECKING:
+    from sshkit.relay.log import RelayLog
+    from sshkit.relay.pump import Channel
+    from sshkit.relay.ws import TunnelTarget
+    from sshkit.settings import Connection
+
+DEFAULT_APP = "sshd"
+DEFAULT_TIMEOUT = 15.0
+LOG_ENV = "SSHKIT_LOG"
+
+
+def _connector(
+    conn: Connection,
+    target: TunnelTarget,
+    timeout: float,
+    log: RelayLog | None,
+) -> Channel:
+    from sshkit.api.tunnel import tunnel_request
+    from sshkit.relay.ws import open_channel
+
+    # A fresh request per tunnel: API-mode signatures carry the current Date.
+    url, headers = tunnel_request(conn, target.session, target.app)
+    return open_channel(
+        url,
+        headers,
+        target,
+        timeout=timeout,
+        verify_tls=conn.verify_tls,
+        ca_bundle=conn.ca_bundle,
+        log=log,
+    )
+
+
+def relay(
+    host: str,
+    *,
+    app: str = DEFAULT_APP,
+    suffix: str | None = None,
+    profile: str | None = None,
+    log_file: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> None:
+    """Carry stdin/stdout over the tunnel to HOST's sshd until either side closes.
+
+    Raises NotLoggedInError/ConfigError (no usable login), AuthError, NotFoundError,
+    ServerError (the server refused the tunnel), NetworkError or RelayError.
+    """
+    from sshkit.relay.log import open_log
+    from sshkit.relay.proxy import run_stdio_relay, strip_suffix
+    from sshkit.relay.ws import TunnelTarget
+    from sshkit.settings import load_connection
+
+    if timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    log = open_log(log_file or os.environ.get(LOG_ENV))
+    try:
+        session = strip_suffix(host, suffix)
+        if log:
+            log.write(f"relay start: session {session!r}, app {app!r}, pid {os.getpid()}")
+        conn = load_connection(profile)
+        target = TunnelTarget(session, app, conn.endpoint_type == "session")
+        channel = _connector(conn, target, timeout, log)
+        run_stdio_relay(channel, target, log=log)
+    except SshkitError as exc:
+        if log:
+            log.write(f"error: {exc.message}")
+        raise
+    finally:
+        if log:
+            log.close()
+
+
+def forward(
+    session: str,
+    *,
+    bind: str | None = None,
+    app: str = DEFAULT_APP,
+    profile: str | None = None,
+    log_file: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> None:
+    """Listen on a local port and tunnel each connection to SESSION's sshd until Ctrl-C.
+
+    Prints the address on stdout. Raises UsageError (bad bind address),
+    LocalFileError (cannot listen), NotLoggedInError/ConfigError.
+    """
+    import signal
+
+    from sshkit.cli._errors import report
+    from sshkit.relay.forward import Forwarder, parse_bind
+    from sshkit.relay.log import open_log
+    from sshkit.relay.ws import TunnelTarget
+    from sshkit.settings import load_connection
+
+    host, port = parse_bind(bind)
+    conn = load_connection(profile)
+    target = TunnelTarget(session, app, conn.endpoint_type == "session")
+    log = open_log(log_file or os.environ.get(LOG_ENV))
+    forwarder = Forwarder(
+        connect=lambda: _connector(conn, target, timeout, log),
+        target=target,
+        host=host,
+        port=port,
+        log=log,
+        report=report,
+    )
+    bound_host, bound_port = forwarder.bind()
+    if forwarder.fell_back:
+        sys.stderr.write(
+            f"sshkit: warning: port {port} is in use; listening on port {bound_port} instead\n"
+        )
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    sys.stdout.write(
+        f"Forwarding {shown}:{bound_port} to {app} of session {session!r}. Press Ctrl-C to stop.\n"
+        f"Connect with: ssh -p {bound_port} USER@{bound_host}\n"
+    )
+    sys.stdout.flush()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: forwarder.stop())
+    try:
+        forwarder.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        forwarder.close()
+        signal.signal(signal.SIGTERM, previous)
+        if log:
+            log.close()
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, hint="see `sshkit relay --help`")
+
+
+def _relay_parser() -> _Parser:
+    parser = _Parser(prog="sshkit relay", add_help=False)
+    parser.add_argument("host")
+    parser.add_argument("--app", default=DEFAULT_APP)
+    parser.add_argument("--suffix", default=None)
+    parser.add_argument("--profile", default=None)
+    parser.add_argument("--log-file", default=None)
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    return parser
+
+
+def fast_main(argv: Sequence[str]) -> bool:
+    """Run `sshkit relay ARGV` without typer; exits the process.
+
+    Returns False (without doing anything) when typer should handle the command
+    line instead, for `--help`.
+    """
+    if any(arg in ("-h", "--help") for arg in argv):
+        return False
+    from sshkit.cli._errors import report
+
+    try:
+        args = _relay_parser().parse_args(list(argv))
+        relay(
+            args.host,
+            app=args.app,
+            suffix=args.suffix,
+            profile=args.profile,
+            log_file=args.log_file,
+            timeout=args.timeout,
+        )
+    except SshkitError as exc:
+        code = report(exc)
+        sys.stderr.flush()
+        os._exit(code)
+    except KeyboardInterrupt:
+        sys.stderr.write("sshkit: interrupted\n")
+        sys.stderr.flush()
+        os._exit(130)
+    # os._exit: the reader thread may be blocked on stdin; nothing else to clean up
+    # (stdout is closed, the websocket too).
+    sys.stderr.flush()
+    os._exit(0)

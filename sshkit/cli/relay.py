@@ -1,0 +1,67 @@
+"""`sshkit relay` (ssh's ProxyCommand) and `sshkit forward` (a local port)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from sshkit.cli import _relay_cmd
+from sshkit.cli._app import app
+
+_PROFILE = typer.Option("--profile", help="Login profile to use.")
+_APP = typer.Option("--app", help="The session's service to reach.")
+_LOG = typer.Option(
+    "--log-file", help="Append a diagnostic log here (no secrets). Also: SSHKIT_LOG."
+)
+_TIMEOUT = typer.Option("--timeout", help="Seconds to wait for the tunnel to open.")
+
+
+@app.command("relay")
+def relay_command(
+    host: Annotated[str, typer.Argument(help="Session name, or SESSION<SUFFIX> with --suffix.")],
+    app_name: Annotated[str, _APP] = _relay_cmd.DEFAULT_APP,
+    suffix: Annotated[
+        str | None, typer.Option("--suffix", help="Strip this suffix from HOST.")
+    ] = None,
+    profile: Annotated[str | None, _PROFILE] = None,
+    log_file: Annotated[str | None, _LOG] = None,
+    timeout: Annotated[float, _TIMEOUT] = _relay_cmd.DEFAULT_TIMEOUT,
+) -> None:
+    """Carry an SSH connection over the session's tunnel (use as ssh's ProxyCommand).
+
+    stdin and stdout carry the SSH stream; messages go to stderr.
+
+    Example: ssh -o ProxyCommand='sshkit relay %h' work@my-session
+    """
+    _relay_cmd.relay(
+        host, app=app_name, suffix=suffix, profile=profile, log_file=log_file, timeout=timeout
+    )
+
+
+@app.command("forward")
+def forward_command(
+    session: Annotated[str, typer.Argument(help="Session name.")],
+    bind: Annotated[
+        str | None,
+        typer.Option(
+            "--bind",
+            "-b",
+            help="Local [HOST:]PORT to listen on (default 127.0.0.1:9922; "
+            "a busy port falls back to a free one).",
+        ),
+    ] = None,
+    app_name: Annotated[str, _APP] = _relay_cmd.DEFAULT_APP,
+    profile: Annotated[str | None, _PROFILE] = None,
+    log_file: Annotated[str | None, _LOG] = None,
+    timeout: Annotated[float, _TIMEOUT] = _relay_cmd.DEFAULT_TIMEOUT,
+) -> None:
+    """Forward a local port to the session's sshd, for clients without ProxyCommand.
+
+    Runs until Ctrl-C. Each connection gets its own tunnel.
+
+    Example: sshkit forward my-session -b 9922, then: ssh -p 9922 work@127.0.0.1
+    """
+    _relay_cmd.forward(
+        session, bind=bind, app=app_name, profile=profile, log_file=log_file, timeout=timeout
+    )

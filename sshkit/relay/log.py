@@ -1,0 +1,47 @@
+"""The relay's opt-in log (`--log-file` or SSHKIT_LOG).
+
+ssh swallows most of what a ProxyCommand says; a log file is how a failing relay is
+diagnosed. It records events and byte counts, never payload, headers, cookies,
+keys or the query string of the tunnel URL.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+class RelayLog:
+    """Append timestamped lines to a file; every write is flushed."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._t0 = time.monotonic()
+        # O_APPEND so concurrent relays (VS Code opens several) interleave whole lines.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._file = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+
+    def write(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        elapsed = time.monotonic() - self._t0
+        line = f"{stamp} [{os.getpid()}] +{elapsed:.3f}s {message}\n"
+        try:
+            self._file.write(line)
+        except (OSError, ValueError):
+            pass
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except OSError:
+            pass
+
+
+def open_log(path: str | None) -> RelayLog | None:
+    """Open the log at `path` (None: no log). A log that cannot be opened is skipped."""
+    if not path:
+        return None
+    try:
+        return RelayLog(os.path.expanduser(path))
+    except OSError:
+        return None

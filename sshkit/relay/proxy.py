@@ -1,0 +1,93 @@
+"""`sshkit relay`: ssh's ProxyCommand, stdin/stdout ⇄ the tunnel websocket.
+
+stdout carries the SSH byte stream only; every message goes to stderr (through
+the CLI's error boundary) and to the opt-in log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from types import FrameType
+
+from sshkit.relay.log import RelayLog
+from sshkit.relay.pump import Channel, Pump, PumpResult
+from sshkit.relay.stdio import DEFAULT_CHUNK, FdSink, FdSource
+from sshkit.relay.ws import TunnelTarget, close_error
+
+# How often the main thread looks at signals and at its parent. A relay whose ssh
+# died must not linger (VS Code users have found hundreds of orphaned relays).
+POLL_INTERVAL = 0.2
+
+
+def strip_suffix(host: str, suffix: str | None) -> str:
+    """The session name in `host`: `SESSION<SUFFIX>` loses the suffix (wildcard Host blocks)."""
+    if suffix and host.endswith(suffix) and len(host) > len(suffix):
+        return host[: -len(suffix)]
+    return host
+
+
+def _parent_alive(original_ppid: int) -> Callable[[], bool]:
+    if sys.platform == "win32":  # pragma: no cover - Windows: stdin EOF covers it
+        return lambda: True
+    return lambda: os.getppid() == original_ppid
+
+
+def run_stdio_relay(
+    channel: Channel,
+    target: TunnelTarget,
+    *,
+    log: RelayLog | None = None,
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
+    chunk: int = DEFAULT_CHUNK,
+) -> PumpResult:
+    """Pump stdin → `channel` → stdout until the channel closes, a signal or the parent dies.
+
+    Returns the result on a clean end (the server closed normally, stdin ended,
+    SIGHUP/SIGTERM, ssh went away). Raises RelayError when the tunnel failed.
+    """
+    pump = Pump(FdSource(stdin_fd, chunk), FdSink(stdout_fd), channel)
+    signals: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        signals.append(signum)
+
+    previous = {}
+    for name in ("SIGHUP", "SIGTERM"):
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            previous[signum] = signal.signal(signum, on_signal)
+    parent_alive = _parent_alive(os.getppid())
+    try:
+        pump.start()
+        while not pump.wait(POLL_INTERVAL):
+            if pump.result.stopped:
+                continue
+            if signals:
+                if log:
+                    log.write(f"signal {signals[0]}: closing")
+                pump.stop()
+            elif not parent_alive():
+                if log:
+                    log.write("parent process died: closing")
+                pump.stop()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    result = pump.result
+    if log:
+        log.write(
+            f"done: up {result.bytes_up} B in {result.messages_up} messages, "
+            f"down {result.bytes_down} B in {result.messages_down} messages, "
+            f"stdin ended={result.source_ended}, close={result.close}, "
+            f"stdout error={result.sink_error}"
+        )
+    if result.stopped or result.sink_error is not None:
+        return result
+    error = close_error(result.close, target)
+    if error is not None:
+        raise error
+    return result

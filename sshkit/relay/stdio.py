@@ -1,0 +1,84 @@
+"""Byte sources and sinks over raw file descriptors (stdin/stdout) and sockets.
+
+The relay reads and writes fds 0 and 1 directly, never `sys.stdout`: stdout carries
+SSH bytes only, unbuffered and binary.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+# One read may return this much. ssh writes into a pipe, so a read returns what
+# the pipe holds (64 KiB by default on Linux); bigger reads matter for sockets and
+# for pipes grown with F_SETPIPE_SZ. The Backend.AI manager accepts messages up to
+# 16 MiB (manager.max-wsmsg-size), so stay well below that.
+DEFAULT_CHUNK = 1 << 20
+
+
+def set_binary(fd: int) -> None:
+    """Make `fd` binary on Windows (the C runtime opens stdio in text mode there)."""
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+        import msvcrt
+
+        msvcrt.setmode(fd, os.O_BINARY)
+
+
+class FdSource:
+    """Read chunks of up to `chunk` bytes from a file descriptor."""
+
+    def __init__(self, fd: int = 0, chunk: int = DEFAULT_CHUNK) -> None:
+        self.fd = fd
+        self.chunk = chunk
+        set_binary(fd)
+
+    def read(self) -> bytes:
+        return os.read(self.fd, self.chunk)
+
+
+class FdSink:
+    """Write to a file descriptor, unbuffered; `close` closes the fd (EOF for the reader)."""
+
+    def __init__(self, fd: int = 1) -> None:
+        self.fd = fd
+        self._closed = False
+        set_binary(fd)
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            os.close(self.fd)
+
+
+class SocketSource:
+    """Read chunks from a connected socket."""
+
+    def __init__(self, sock: socket.socket, chunk: int = DEFAULT_CHUNK) -> None:
+        self.sock = sock
+        self.chunk = chunk
+
+    def read(self) -> bytes:
+        return self.sock.recv(self.chunk)
+
+
+class SocketSink:
+    """Write to a connected socket; `close` shuts down our sending side."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def write(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
