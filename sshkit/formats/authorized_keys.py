@@ -25,23 +25,16 @@ import base64
 import binascii
 import difflib
 import enum
-import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sshkit.errors import KeyFormatError, UsageError
+from sshkit.formats import keys as keyfmt
+from sshkit.formats.sshwire import Reader
 
 MIN_RSA_BITS = 2048
 
-_ECDSA_BITS = {"nistp256": 256, "nistp384": 384, "nistp521": 521}
-_ECDSA_POINT_LEN = {"nistp256": 65, "nistp384": 97, "nistp521": 133}
-_FIXED_BITS = {
-    "ssh-ed25519": 256,
-    "ssh-ed448": 456,
-    "sk-ssh-ed25519@openssh.com": 256,
-    "sk-ecdsa-sha2-nistp256@openssh.com": 256,
-}
 _CERT_SUFFIX = "-cert-v01@openssh.com"
 
 _PRIVATE_MARKERS = (
@@ -148,8 +141,7 @@ class MergeResult:
 
 def fingerprint_sha256(blob: bytes) -> str:
     """`SHA256:` + unpadded base64 of SHA-256(blob), as ssh-keygen -l prints."""
-    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode("ascii")
-    return "SHA256:" + digest.rstrip("=")
+    return keyfmt.fingerprint_sha256(blob)
 
 
 def normalize_fingerprint(value: str) -> str:
@@ -223,8 +215,11 @@ def _decode_blob(key_type: str, b64: str) -> bytes:
         blob = base64.b64decode(b64.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise _Unparsable("the key data is not valid base64") from None
-    embedded = _read_string(blob, 0)
-    if embedded is None or embedded[0] != key_type.encode("ascii", "replace"):
+    try:
+        embedded = Reader(blob).text()
+    except KeyFormatError:
+        embedded = None
+    if embedded != key_type:
         raise _Unparsable(f"the key data is not a {key_type} key")
     return blob
 
@@ -275,7 +270,7 @@ def _read_key_line(stripped: str) -> KeyEntry:
         blob=blob,
         options=options,
         comment=comment,
-        bits=_key_bits(key_type, blob, strict=False),
+        bits=_key_bits(blob, strict=False),
         text=stripped.rstrip(" \t"),
     )
 
@@ -293,73 +288,17 @@ def _option_names(options: str) -> set[str]:
     return names
 
 
-# --- SSH wire format (RFC 4251) ---------------------------------------------
+# --- key blobs (decoded by sshkit.formats.keys) --------------------------------
 
 
-def _read_string(blob: bytes, pos: int) -> tuple[bytes, int] | None:
-    if pos + 4 > len(blob):
-        return None
-    length = int.from_bytes(blob[pos : pos + 4], "big")
-    end = pos + 4 + length
-    if end > len(blob):
-        return None
-    return blob[pos + 4 : end], end
-
-
-def _read_fields(blob: bytes, count: int) -> list[bytes]:
-    """The first `count` strings of `blob`; the blob must hold exactly those."""
-    fields: list[bytes] = []
-    pos = 0
-    for _ in range(count):
-        item = _read_string(blob, pos)
-        if item is None:
-            raise _Unparsable("the key data is truncated")
-        fields.append(item[0])
-        pos = item[1]
-    if pos != len(blob):
-        raise _Unparsable("the key data has trailing bytes")
-    return fields
-
-
-def _mpint_bits(value: bytes) -> int:
-    return int.from_bytes(value, "big", signed=False).bit_length()
-
-
-def _key_bits(key_type: str, blob: bytes, *, strict: bool) -> int | None:
-    """Key size in bits; with strict=True a malformed blob raises _Unparsable."""
+def _key_bits(blob: bytes, *, strict: bool) -> int | None:
+    """Key size in bits; with strict=True a malformed or unknown blob raises _Unparsable."""
     try:
-        if key_type == "ssh-rsa":
-            _, _e, n = _read_fields(blob, 3)
-            return _mpint_bits(n)
-        if key_type == "ssh-dss":
-            _, p, _q, _g, _y = _read_fields(blob, 5)
-            return _mpint_bits(p)
-        if key_type.startswith("ecdsa-sha2-"):
-            _, curve, point = _read_fields(blob, 3)
-            name = curve.decode("ascii", "replace")
-            if key_type != f"ecdsa-sha2-{name}" or len(point) != _ECDSA_POINT_LEN.get(name, -1):
-                raise _Unparsable("the ECDSA curve or point does not match the key type")
-            return _ECDSA_BITS[name]
-        if key_type in ("ssh-ed25519", "ssh-ed448"):
-            _, pub = _read_fields(blob, 2)
-            if len(pub) != (32 if key_type == "ssh-ed25519" else 57):
-                raise _Unparsable("the EdDSA public key has the wrong length")
-            return _FIXED_BITS[key_type]
-        if key_type == "sk-ssh-ed25519@openssh.com":
-            _, pub, _app = _read_fields(blob, 3)
-            if len(pub) != 32:
-                raise _Unparsable("the Ed25519 public key has the wrong length")
-            return _FIXED_BITS[key_type]
-        if key_type == "sk-ecdsa-sha2-nistp256@openssh.com":
-            _, curve, point, _app = _read_fields(blob, 4)
-            if curve != b"nistp256" or len(point) != 65:
-                raise _Unparsable("the ECDSA curve or point does not match the key type")
-            return _FIXED_BITS[key_type]
-    except _Unparsable:
+        return keyfmt.PublicKey.from_blob(blob).bits
+    except KeyFormatError as exc:
         if strict:
-            raise
+            raise _Unparsable(exc.message) from None
         return None
-    return None
 
 
 # --- new keys (strict) ----------------------------------------------------------
@@ -396,7 +335,7 @@ def parse_new_keys(data: bytes | str, *, source: str) -> list[KeyEntry]:
         where = source if source == "--key" else f"{source} line {number}"
         try:
             entry = _read_key_line(content)
-            _key_bits(entry.key_type, entry.blob, strict=True)
+            _key_bits(entry.blob, strict=True)
         except _Unparsable as exc:
             raise KeyFormatError(f"{where} is not a valid public key: {exc}") from None
         check_key_policy(entry, where=where)
@@ -409,8 +348,9 @@ def parse_new_keys(data: bytes | str, *, source: str) -> list[KeyEntry]:
 def check_key_policy(entry: KeyEntry, *, where: str) -> None:
     """Refuse keys that should not be added to a server today.
 
-    Raises KeyFormatError for DSA keys, RSA keys under 2048 bits, and
-    certificates (which authorized_keys does not accept as keys).
+    Raises KeyFormatError for DSA keys, RSA keys under 2048 bits, Ed448 keys
+    (no OpenSSH support) and certificates (which authorized_keys does not
+    accept as keys).
     """
     if entry.key_type == "ssh-dss":
         raise KeyFormatError(
@@ -422,6 +362,11 @@ def check_key_policy(entry: KeyEntry, *, where: str) -> None:
         raise KeyFormatError(
             f"{where} is a {entry.bits}-bit RSA key; keys under {MIN_RSA_BITS} bits are "
             "too weak and refused by current servers",
+            hint="generate a new key: ssh-keygen -t ed25519",
+        )
+    if entry.key_type == "ssh-ed448":
+        raise KeyFormatError(
+            f"{where} is an Ed448 key, which OpenSSH and dropbear do not support",
             hint="generate a new key: ssh-keygen -t ed25519",
         )
     if entry.key_type.endswith(_CERT_SUFFIX):
