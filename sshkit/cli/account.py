@@ -1,0 +1,152 @@
+"""`sshkit login`, `sshkit logout` and `sshkit whoami`."""
+
+from __future__ import annotations
+
+import enum
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sshkit.cli._app import app
+from sshkit.errors import UsageError
+
+_PROFILE = typer.Option("--profile", help="Login profile (default: 'default').")
+
+
+class EndpointKind(enum.StrEnum):
+    session = "session"
+    api = "api"
+
+
+def _read_secret_from_stdin(what: str) -> str:
+    data = sys.stdin.read()
+    if data.endswith("\n"):
+        data = data[:-1]
+    if data.endswith("\r"):
+        data = data[:-1]
+    if not data:
+        raise UsageError(f"no {what} on standard input")
+    return data
+
+
+@app.command("login")
+def login(
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="Webserver (session) or manager (api) URL.")
+    ] = None,
+    endpoint_type: Annotated[
+        EndpointKind | None,
+        typer.Option("--endpoint-type", help="session: user name + password; api: keypair."),
+    ] = None,
+    username: Annotated[
+        str | None, typer.Option("--username", help="User name (e-mail), session mode.")
+    ] = None,
+    access_key: Annotated[
+        str | None, typer.Option("--access-key", help="Access key, api mode.")
+    ] = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the password (session mode) or secret key (api mode) from stdin.",
+        ),
+    ] = False,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Do not verify the server's TLS certificate.")
+    ] = False,
+    ca_bundle: Annotated[
+        Path | None, typer.Option("--ca-bundle", help="CA certificates (PEM) to verify TLS with.")
+    ] = None,
+    profile: Annotated[str | None, _PROFILE] = None,
+) -> None:
+    """Log in to Backend.AI and remember the login (0600, bound to this endpoint).
+
+    Example: printf '%s' "$PASSWORD" | sshkit login --endpoint https://webui.example.com
+    --endpoint-type session --username me@example.com --password-stdin
+    """
+    from sshkit.services import account
+    from sshkit.settings import resolve_settings
+
+    flags: dict[str, str | None] = {
+        "endpoint": endpoint,
+        "endpoint_type": endpoint_type.value if endpoint_type else None,
+        "username": username,
+        "access_key": access_key,
+        "insecure": "yes" if insecure else None,
+        "ca_bundle": str(ca_bundle) if ca_bundle else None,
+    }
+    settings = resolve_settings(profile, flags=flags)
+    if not settings.value("endpoint"):
+        raise UsageError("no endpoint to log in to", hint="pass --endpoint URL")
+    if settings.values["endpoint_type"].source == "default" and username:
+        flags["endpoint_type"] = "session"
+    if (flags["endpoint_type"] or settings.value("endpoint_type")) == "session":
+        flags["username"] = settings.value("username") or typer.prompt("User name")
+        if password_stdin:
+            password = _read_secret_from_stdin("password")
+        else:
+            password = os.environ.get("SSHKIT_PASSWORD") or typer.prompt(
+                "Password", hide_input=True
+            )
+    else:
+        password = None
+        flags["access_key"] = settings.value("access_key") or typer.prompt("Access key")
+        if password_stdin:
+            flags["secret_key"] = _read_secret_from_stdin("secret key")
+        elif not settings.value("secret_key"):
+            flags["secret_key"] = typer.prompt("Secret key", hide_input=True)
+    settings = resolve_settings(profile, flags=flags)
+    done = account.login(settings, username=flags["username"], password=password)
+    who = done.username or done.access_key or "?"
+    server = f"manager {done.manager_version}, " if done.manager_version else ""
+    typer.echo(
+        f"Logged in to {done.endpoint} as {who} ({done.endpoint_type} mode, "
+        f"{server}API {done.api_version}); profile {done.profile!r}."
+    )
+    after = resolve_settings(profile)
+    if after.value("endpoint") != done.endpoint:
+        typer.echo(
+            f"sshkit: warning: {after.values['endpoint'].source} sets the endpoint to "
+            f"{after.value('endpoint')}, which overrides this login",
+            err=True,
+        )
+
+
+@app.command("logout")
+def logout(profile: Annotated[str | None, _PROFILE] = None) -> None:
+    """End the session-mode login on the server and forget the stored login."""
+    from sshkit.services import account
+    from sshkit.settings import resolve_settings
+
+    done = account.logout(resolve_settings(profile))
+    if done.warning:
+        typer.echo(f"sshkit: warning: {done.warning}", err=True)
+    if done.forgotten:
+        typer.echo(f"Logged out of {done.endpoint} (profile {done.profile!r}).")
+    else:
+        typer.echo(f"Not logged in (profile {done.profile!r}); nothing to do.")
+
+
+@app.command("whoami")
+def whoami(profile: Annotated[str | None, _PROFILE] = None) -> None:
+    """Check the stored credentials with the server and show whose they are."""
+    from sshkit.services import account
+    from sshkit.settings import resolve_settings
+
+    settings = resolve_settings(profile)
+    me = account.whoami(settings.connection(), username=settings.value("username"))
+    server = f"{me.manager_version} " if me.manager_version else ""
+    rows = [
+        ("profile", me.profile),
+        ("endpoint", f"{me.endpoint} ({me.endpoint_type} mode)"),
+        ("user", me.username),
+        ("access key", me.access_key),
+        ("role", me.global_role),
+        ("server", f"{server}(API {me.api_version})"),
+    ]
+    for label, value in rows:
+        if value:
+            typer.echo(f"{label + ':':<12} {value}")
