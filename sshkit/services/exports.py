@@ -1,0 +1,242 @@
+"""`sshkit export putty|winscp|filezilla`: client set-ups for a session.
+
+PuTTY and WinSCP run ``"<sshkit>" relay %host`` as their local proxy command,
+so they need nothing running beforehand. FileZilla cannot run a proxy
+command: its site points at ``sshkit forward``'s local port instead. Every
+set-up uses the session's key as a ``.ppk`` file (converted when needed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from sshkit.errors import ConfigError, LocalFileError, UsageError
+from sshkit.formats import exports as fmt
+from sshkit.localfs import atomic_write, backup_once, ensure_private_dir, read_bytes_if_exists
+
+Client = Literal["putty", "winscp", "filezilla"]
+
+DEFAULT_USER = "work"
+DEFAULT_FORWARD_PORT = 9922
+KEEPALIVE_SECONDS = 15
+STDOUT = Path("-")
+
+_TEMPLATES: dict[Client, str] = {
+    "putty": "putty-session.reg",
+    "winscp": "winscp-session.ini",
+    "filezilla": "filezilla-server.xml",
+}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote: `path` is None when the data went to stdout (`data`)."""
+
+    client: Client
+    alias: str
+    path: Path | None
+    data: bytes
+    key_file: Path
+    proxy_command: str | None
+    replaced: bool = False
+    kept_sites: int = 0
+    backup: Path | None = None
+
+
+def load_template(client: Client) -> str:
+    """The template text for `client` (shipped in the package's templates/)."""
+    ref = resources.files("sshkit").joinpath("templates", _TEMPLATES[client])
+    return ref.read_text(encoding="utf-8")
+
+
+def sshkit_executable() -> Path:
+    """The absolute path of the installed `sshkit` launcher.
+
+    The launcher next to the running interpreter comes first (what pip and pipx
+    install into the same environment), then `sshkit` on PATH. Raises ConfigError
+    when neither exists, e.g. when run as `python -m sshkit` from a source tree.
+    """
+    name = "sshkit.exe" if os.name == "nt" else "sshkit"
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return beside.absolute()
+    found = shutil.which("sshkit")
+    if found:
+        return Path(found).absolute()
+    raise ConfigError(
+        "cannot find the sshkit executable to use as the proxy command",
+        hint="install sshkit with pipx or pip so that `sshkit` is on PATH",
+    )
+
+
+def relay_command(executable: Path, profile: str | None) -> str:
+    """The local proxy command, before PuTTY escaping: ``"<exe>" relay [--profile P] %host``."""
+    args = ["relay"]
+    if profile:
+        args += ["--profile", profile]
+    return fmt.proxy_command_line(str(executable), args) + " %host"
+
+
+def default_alias(session: str) -> str:
+    return f"bai-{session}"
+
+
+def default_output(client: Client, alias: str) -> Path:
+    """Where an export goes without ``-o``: a file in the current directory for PuTTY
+    and WinSCP; FileZilla's own sitemanager.xml, which the export merges into."""
+    if client == "putty":
+        return Path.cwd() / f"{alias}.reg"
+    if client == "winscp":
+        return Path.cwd() / f"{alias}.ini"
+    return filezilla_sitemanager_path()
+
+
+def filezilla_sitemanager_path(environ: dict[str, str] | None = None) -> Path:
+    """FileZilla 3's sitemanager.xml for this user (it need not exist yet)."""
+    env = os.environ if environ is None else environ
+    if os.name == "nt" and env.get("APPDATA"):
+        return Path(env["APPDATA"]) / "FileZilla" / "sitemanager.xml"
+    home = Path(env.get("HOME") or Path.home())
+    legacy = home / ".filezilla"
+    xdg = Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "filezilla"
+    if (legacy / "sitemanager.xml").is_file() and not (xdg / "sitemanager.xml").is_file():
+        return legacy / "sitemanager.xml"
+    return xdg / "sitemanager.xml"
+
+
+def _ppk_path_for(key: Path) -> Path:
+    return key.with_suffix(".ppk") if key.suffix not in ("", ".ppk") else Path(f"{key}.ppk")
+
+
+def _is_ppk(path: Path) -> bool:
+    head = read_bytes_if_exists(path)
+    return head is not None and head.startswith(b"PuTTY-User-Key-File-")
+
+
+def ensure_ppk(session: str, key: Path | None, profile: str | None) -> Path:
+    """The `.ppk` file to reference, converting (or first fetching) the key when needed.
+
+    `key` may be a `.ppk` (used as it is) or an OpenSSH/PEM key (converted next
+    to it, again whenever the key is newer than the `.ppk`). With no `key`, the
+    profile's container key is used, fetched from the session when missing.
+    Raises LocalFileError for a missing key, and the key and API errors of
+    fetching and converting.
+    """
+    if key is not None:
+        key = key.expanduser().absolute()
+        if not key.is_file():
+            raise LocalFileError(f"the key {key} does not exist")
+        if _is_ppk(key):
+            return key
+    else:
+        from sshkit.services.account import default_key_path, fetch_container_key
+        from sshkit.settings import DEFAULT_PROFILE, load_connection
+
+        key = default_key_path(profile or DEFAULT_PROFILE).absolute()
+        if not key.is_file():
+            key = fetch_container_key(load_connection(profile), session).path.absolute()
+
+    ppk = _ppk_path_for(key)
+    if ppk.is_file() and ppk.stat().st_mtime >= key.stat().st_mtime and _is_ppk(ppk):
+        return ppk
+    from sshkit.services.keyconv import write_ppk
+
+    return write_ppk(key, ppk, force=ppk.exists()).absolute()
+
+
+def export_session(
+    client: Client,
+    session: str,
+    *,
+    output: Path | None = None,
+    alias: str | None = None,
+    user: str = DEFAULT_USER,
+    key: Path | None = None,
+    profile: str | None = None,
+    port: int = DEFAULT_FORWARD_PORT,
+    force: bool = False,
+    executable: Path | None = None,
+) -> ExportResult:
+    """Render (and unless `output` is ``-``, write) the set-up of `session` for `client`.
+
+    PuTTY/WinSCP files are never overwritten without `force`; FileZilla's
+    sitemanager.xml is merged into (a one-time backup first). Raises
+    UsageError for values the client cannot hold, LocalFileError for file
+    problems, and the errors of `ensure_ppk`.
+    """
+    if not session:
+        raise UsageError("the session name is empty")
+    alias = alias or default_alias(session)
+    target = output if output is not None else default_output(client, alias)
+    to_stdout = target == STDOUT
+    if not to_stdout and client != "filezilla" and target.exists() and not force:
+        raise LocalFileError(f"{target} already exists", hint="pass --force to overwrite it")
+
+    ppk = ensure_ppk(session, key, profile)
+    template = load_template(client)
+    if client == "filezilla":
+        return _export_filezilla(session, alias, user, ppk, port, target, template)
+
+    command = relay_command(executable or sshkit_executable(), profile)
+    proxied = fmt.ProxySession(
+        name=alias,
+        host=session,
+        user=user,
+        key_file=str(ppk),
+        proxy_command=command,
+        keepalive_seconds=KEEPALIVE_SECONDS,
+    )
+    if client == "putty":
+        data = fmt.render_putty_reg(template, proxied)
+    else:
+        data = fmt.render_winscp_ini(template, proxied).encode("utf-8")
+    if not to_stdout:
+        atomic_write(target, data)
+    return ExportResult(
+        client=client,
+        alias=alias,
+        path=None if to_stdout else target.absolute(),
+        data=data,
+        key_file=ppk,
+        proxy_command=command,
+    )
+
+
+def _export_filezilla(
+    session: str, alias: str, user: str, ppk: Path, port: int, target: Path, template: str
+) -> ExportResult:
+    site = fmt.ForwardSite(
+        name=alias,
+        user=user,
+        key_file=str(ppk),
+        port=port,
+        comment=f"Start `sshkit forward {session} -b {port}` before connecting.",
+    )
+    server_xml = fmt.render_filezilla_server(template, site)
+    to_stdout = target == STDOUT
+    existing = None if to_stdout else read_bytes_if_exists(target)
+    merged = fmt.merge_filezilla_sites(existing, server_xml)
+    backup = None
+    if not to_stdout:
+        if existing is None:
+            ensure_private_dir(target.parent)
+        else:
+            backup = backup_once(target)
+        atomic_write(target, merged.data)
+    return ExportResult(
+        client="filezilla",
+        alias=alias,
+        path=None if to_stdout else target.absolute(),
+        data=merged.data,
+        key_file=ppk,
+        proxy_command=None,
+        replaced=merged.replaced,
+        kept_sites=merged.kept_sites,
+        backup=backup,
+    )
