@@ -1,0 +1,126 @@
+"""`sshkit hosts list/remove/prune`: the Host blocks sshkit wrote into an ssh_config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sshkit.errors import NotFoundError, SshConfigError
+from sshkit.services.sshconfig_edit import (
+    ConfigPlan,
+    default_ssh_config,
+    plan_remove,
+    read_config,
+    write_plan,
+)
+
+if TYPE_CHECKING:
+    from sshkit.settings import Connection
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    """One sshkit block: ``alias`` is the Host pattern (``*.bai`` for the wildcard)."""
+
+    alias: str
+    session: str | None
+    kind: str
+    config: Path
+    user: str | None
+    identity: str | None
+    host_key: str | None
+    hostname: str | None
+    proxy_command: str | None
+    profile: str | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "alias": self.alias,
+            "session": self.session,
+            "kind": self.kind,
+            "config": str(self.config),
+            "user": self.user,
+            "identity": self.identity,
+            "host_key": self.host_key,
+            "hostname": self.hostname,
+            "proxy_command": self.proxy_command,
+            "profile": self.profile,
+        }
+
+
+def list_hosts(config: Path | None = None) -> list[HostEntry]:
+    """The sshkit blocks of ``config`` (default ``~/.ssh/config``), in file order.
+
+    A missing file has none. Raises SshConfigError for broken markers.
+    """
+    path = config or default_ssh_config()
+    _data, cfg = read_config(path)
+    out: list[HostEntry] = []
+    for block in cfg.managed_blocks():
+        opts = {k.lower(): v for k, v in reversed(cfg.block_options(block))}
+        meta = block.meta
+        kind = meta.get("kind") or ("wildcard" if "*" in block.alias else "alias")
+        session = meta.get("session") or (opts.get("hostname") if kind == "alias" else None)
+        out.append(
+            HostEntry(
+                alias=block.alias,
+                session=session,
+                kind=kind,
+                config=path,
+                user=meta.get("user") or opts.get("user"),
+                identity=meta.get("identity"),
+                host_key=meta.get("host-key"),
+                hostname=opts.get("hostname"),
+                proxy_command=opts.get("proxycommand"),
+                profile=meta.get("profile"),
+            )
+        )
+    return out
+
+
+def plan_remove_hosts(aliases: list[str], config: Path | None = None) -> ConfigPlan:
+    """Plan removing the given blocks. Raises SshConfigError for an unknown alias."""
+    return plan_remove(config or default_ssh_config(), aliases)
+
+
+def remove_hosts(aliases: list[str], config: Path | None = None) -> ConfigPlan:
+    """Remove the given sshkit blocks (and re-enable hand-written lines they disabled).
+
+    Removing every block restores the file byte for byte as it was before sshkit edited it.
+    Raises SshConfigError (unknown alias, broken markers) with nothing written.
+    """
+    plan = plan_remove_hosts(aliases, config)
+    write_plan(plan)
+    return plan
+
+
+def session_exists(conn: Connection, session: str) -> bool:
+    """True when the server knows ``session``; False on NotFoundError (others propagate)."""
+    from sshkit.api.client import BackendClient
+
+    try:
+        BackendClient.from_connection(conn).get_session(session)
+    except NotFoundError:
+        return False
+    return True
+
+
+def stale_hosts(conn: Connection, config: Path | None = None) -> list[HostEntry]:
+    """Concrete-alias blocks whose session no longer exists (wildcards never go stale)."""
+    stale: list[HostEntry] = []
+    for entry in list_hosts(config):
+        if entry.kind == "alias" and entry.session and not session_exists(conn, entry.session):
+            stale.append(entry)
+    return stale
+
+
+def require_known(aliases: list[str], config: Path | None = None) -> None:
+    """Raise SshConfigError naming the first alias sshkit does not manage."""
+    known = {e.alias for e in list_hosts(config)}
+    for alias in aliases:
+        if alias not in known:
+            raise SshConfigError(
+                f"sshkit manages no host {alias!r} in {config or default_ssh_config()}",
+                hint="`sshkit hosts list` shows the names sshkit wrote",
+            )

@@ -1,0 +1,150 @@
+"""Planning and writing edits of an ssh_config file (shared by setup-vscode and hosts).
+
+A plan holds the bytes before and after, so that ``--dry-run`` can show a diff, the CLI can ask
+before writing, and the write can refuse when the file changed in between. The candidate is
+checked with ``ssh -G`` *before* it replaces the file: a config ssh rejects is never installed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import stat
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sshkit import localfs
+from sshkit.errors import LocalFileError, SshConfigError
+from sshkit.formats.ssh_config import HandwrittenBlock, HostBlock, SshConfig
+from sshkit.services import sshcheck
+
+
+def default_ssh_dir() -> Path:
+    """``~/.ssh`` of the current user (``$HOME`` based, like the rest of sshkit)."""
+    return Path(os.path.expanduser("~")) / ".ssh"
+
+
+def default_ssh_config() -> Path:
+    return default_ssh_dir() / "config"
+
+
+@dataclass
+class ConfigPlan:
+    """An edit of one ssh_config: ``before`` (None when missing) and ``after``."""
+
+    path: Path
+    before: bytes | None
+    after: bytes
+    disabled: list[HandwrittenBlock] = field(default_factory=list)
+    blocks: list[HostBlock] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+    def diff(self) -> str:
+        """A unified diff of the change ('' when nothing changes)."""
+        if not self.changed:
+            return ""
+        old = (self.before or b"").decode("utf-8", errors="replace").splitlines(keepends=True)
+        new = self.after.decode("utf-8", errors="replace").splitlines(keepends=True)
+        lines = difflib.unified_diff(
+            old,
+            new,
+            fromfile=str(self.path) if self.before is not None else "/dev/null",
+            tofile=str(self.path),
+        )
+        return "".join(
+            ln if ln.endswith("\n") else ln + "\n\\ No newline at end of file\n" for ln in lines
+        )
+
+
+def read_config(path: Path) -> tuple[bytes | None, SshConfig]:
+    """The file's bytes (None when missing) and its parse. Raises SshConfigError/LocalFileError."""
+    if path.is_dir():
+        raise LocalFileError(f"{path} is a directory, not an ssh config file")
+    data = localfs.read_bytes_if_exists(path)
+    return data, SshConfig.parse(data)
+
+
+def plan_upsert(path: Path, blocks: list[HostBlock], *, disable_aliases: list[str]) -> ConfigPlan:
+    """Plan writing ``blocks`` (each replacing sshkit's earlier block for the same alias).
+
+    Hand-written blocks naming exactly one of ``disable_aliases`` are disabled restorably.
+    Raises SshConfigError on broken markers, so nothing is planned (or written).
+    """
+    before, cfg = read_config(path)
+    disabled: list[HandwrittenBlock] = []
+    for block in blocks:
+        cfg = cfg.upsert(block)
+    for alias in disable_aliases:
+        found = cfg.handwritten_blocks(alias)
+        if found:
+            disabled.extend(found)
+            cfg = cfg.disable_handwritten(alias)
+    return ConfigPlan(path, before, cfg.render(), disabled, list(blocks))
+
+
+def plan_remove(path: Path, aliases: list[str]) -> ConfigPlan:
+    """Plan removing sshkit's blocks for ``aliases`` (re-enabling what they disabled)."""
+    before, cfg = read_config(path)
+    for alias in aliases:
+        cfg = cfg.remove(alias)
+    return ConfigPlan(path, before, cfg.render())
+
+
+def verify_candidate(plan: ConfigPlan, ssh: str | None = None) -> None:
+    """Check with ``ssh -G`` that ssh accepts the new text before it replaces the file.
+
+    The candidate is written next to the target (so relative paths and permissions behave the
+    same) and removed afterwards. Does nothing when ssh is not installed. Raises SshConfigError
+    when ssh rejects the candidate but accepted the original.
+    """
+    exe = ssh or sshcheck.find_ssh()
+    if exe is None or not plan.blocks:
+        return
+    target = localfs.resolve_target(plan.path)
+    directory = target.parent if target.parent.is_dir() else Path(tempfile.gettempdir())
+    fd, tmp_name = tempfile.mkstemp(prefix=".sshkit-check-", dir=directory)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(plan.after)
+        try:
+            sshcheck.ssh_g(tmp, plan.blocks[0].alias.replace("*", "x"), ssh=exe)
+        except SshConfigError as new_err:
+            if plan.before is not None:
+                try:
+                    sshcheck.ssh_g(plan.path, "sshkit-check", ssh=exe)
+                except SshConfigError:
+                    return  # ssh already rejects the current file: not sshkit's doing
+            raise SshConfigError(
+                f"refusing to write {plan.path}: {new_err.message}",
+                hint="nothing was changed; please report this as an sshkit bug",
+            ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_plan(plan: ConfigPlan, *, create_dir_mode: int = 0o700) -> Path | None:
+    """Write the plan atomically; return the one-time backup path (None when none was made).
+
+    Keeps the file's mode (new files get 0600), creates a missing parent directory 0700, and
+    refuses when the file changed since it was read. Raises LocalFileError/SshConfigError.
+    """
+    if not plan.changed:
+        return None
+    target = localfs.resolve_target(plan.path)
+    localfs.ensure_private_dir(target.parent, create_dir_mode)
+    now = localfs.read_bytes_if_exists(target)
+    if now != plan.before:
+        raise SshConfigError(
+            f"{plan.path} changed while sshkit was editing it", hint="run the command again"
+        )
+    backup = localfs.backup_once(target)
+    mode = None
+    if plan.before is not None:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    localfs.atomic_write(target, plan.after, mode=mode)
+    return backup
