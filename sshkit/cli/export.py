@@ -20,7 +20,7 @@ export_app = typer.Typer(
 )
 app.add_typer(export_app, name="export")
 
-_SESSION = typer.Argument(help="Session name.")
+_SESSION = typer.Argument(metavar="SESSION", help="Session name.")
 _OUTPUT = typer.Option("--output", "-o", help="Where to write; '-' writes to stdout.")
 _ALIAS = typer.Option("--alias", help="Name of the saved session or site [default: bai-SESSION].")
 _USER = typer.Option("--user", help="User to log in as.")
