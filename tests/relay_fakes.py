@@ -33,7 +33,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.sync.server import ServerConnection, serve
 
-from sshkit.relay.pump import ChannelClosed, CloseInfo
+from sshkit.relay.pump import Buffer, ChannelClosed, CloseInfo
 
 PATH_RE = re.compile(r"^(?:/func)?/stream/session/([^/]+)/tcpproxy")
 
@@ -208,7 +208,7 @@ class MemorySink:
         self.writes = 0
         self.fail_after = fail_after
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Buffer) -> None:
         if self.closed:
             raise OSError("write to a closed sink")
         if self.fail_after is not None and len(self.data) + len(data) > self.fail_after:
@@ -232,7 +232,7 @@ class MemoryChannel:
         self.aborted = False
 
     # Channel protocol (client side)
-    def send(self, data: bytes) -> None:
+    def send(self, data: Buffer) -> None:
         if self._closed.is_set() or self.close_sent is not None:
             raise ChannelClosed("closed")
         self.to_server.put(bytes(data))

@@ -8,6 +8,7 @@ keys or the query string of the tunnel URL.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 
@@ -29,6 +30,20 @@ class RelayLog:
             self._file.write(line)
         except (OSError, ValueError):
             pass
+
+    def write_usage(self) -> None:
+        """Log this process's CPU time and peak RSS (what `bench/relay` reads)."""
+        try:
+            import resource
+        except ImportError:  # pragma: no cover - Windows
+            return
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        # ru_maxrss is KiB on Linux, bytes on macOS.
+        scale = 1 if sys.platform == "darwin" else 1024
+        self.write(
+            f"usage: cpu user {usage.ru_utime:.3f} s, sys {usage.ru_stime:.3f} s, "
+            f"peak rss {usage.ru_maxrss * scale} B"
+        )
 
     def close(self) -> None:
         try:

@@ -85,6 +85,7 @@ def run_stdio_relay(
             f"stdin ended={result.source_ended}, close={result.close}, "
             f"stdout error={result.sink_error}"
         )
+        log.write_usage()
     if result.stopped or result.sink_error is not None:
         return result
     error = close_error(result.close, target)

@@ -23,7 +23,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
+
+# What sources return and channels send: `bytes`, or a view of a reused buffer
+# that is valid until the next `read()` (the pump sends it before reading again).
+Buffer: TypeAlias = bytes | bytearray | memoryview
 
 # Close codes (RFC 6455 §7.4.1) that end a tunnel normally: 1000 when either side
 # finished, 1001 when the server's TCP side (the session's sshd) reached EOF.
@@ -33,15 +37,18 @@ CLEAN_CLOSE_CODES = frozenset({1000, 1001})
 class ByteSource(Protocol):
     """Where upstream bytes come from (stdin, a local TCP connection)."""
 
-    def read(self) -> bytes:
-        """Block until some bytes are available; return ``b""`` at the end."""
+    def read(self) -> Buffer:
+        """Block until some bytes are available; return an empty buffer at the end.
+
+        The buffer may be reused by the next call.
+        """
         ...
 
 
 class ByteSink(Protocol):
     """Where downstream bytes go (stdout, a local TCP connection)."""
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Buffer) -> None:
         """Write all of `data`; raise OSError when the reader went away."""
         ...
 
@@ -76,8 +83,8 @@ class ChannelClosed(Exception):
 class Channel(Protocol):
     """A bidirectional message channel (a websocket)."""
 
-    def send(self, data: bytes) -> None:
-        """Send one binary message; raise ChannelClosed once closed."""
+    def send(self, data: Buffer) -> None:
+        """Send one binary message (before returning); raise ChannelClosed once closed."""
         ...
 
     def recv(self) -> bytes | None:

@@ -10,11 +10,30 @@ import os
 import socket
 import sys
 
+from sshkit.relay.pump import Buffer
+
 # One read may return this much. ssh writes into a pipe, so a read returns what
 # the pipe holds (64 KiB by default on Linux); bigger reads matter for sockets and
 # for pipes grown with F_SETPIPE_SZ. The Backend.AI manager accepts messages up to
 # 16 MiB (manager.max-wsmsg-size), so stay well below that.
 DEFAULT_CHUNK = 1 << 20
+
+
+def grow_pipe(fd: int, size: int = DEFAULT_CHUNK) -> None:
+    """Grow the pipe behind `fd` to `size` bytes (Linux), so one read or write moves more.
+
+    ssh talks to its ProxyCommand through pipes of 64 KiB; with 1 MiB pipes the relay
+    makes far fewer system calls and sends bigger frames. Not a pipe, not Linux, or
+    over the system limit: nothing happens.
+    """
+    if sys.platform != "linux":
+        return
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
+    except OSError:
+        pass
 
 
 def set_binary(fd: int) -> None:
@@ -32,9 +51,15 @@ class FdSource:
         self.fd = fd
         self.chunk = chunk
         set_binary(fd)
+        grow_pipe(fd, chunk)
 
-    def read(self) -> bytes:
-        return os.read(self.fd, self.chunk)
+        # One buffer, reused: a fresh 1 MiB `bytes` per read costs page faults
+        # (measured: half the relay's system time).
+        self._buffer = bytearray(chunk)
+        self._view = memoryview(self._buffer)
+
+    def read(self) -> memoryview:
+        return self._view[: os.readv(self.fd, [self._buffer])]
 
 
 class FdSink:
@@ -44,8 +69,9 @@ class FdSink:
         self.fd = fd
         self._closed = False
         set_binary(fd)
+        grow_pipe(fd)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Buffer) -> None:
         view = memoryview(data)
         while view:
             written = os.write(self.fd, view)
@@ -62,10 +88,11 @@ class SocketSource:
 
     def __init__(self, sock: socket.socket, chunk: int = DEFAULT_CHUNK) -> None:
         self.sock = sock
-        self.chunk = chunk
+        self._buffer = bytearray(chunk)
+        self._view = memoryview(self._buffer)
 
-    def read(self) -> bytes:
-        return self.sock.recv(self.chunk)
+    def read(self) -> memoryview:
+        return self._view[: self.sock.recv_into(self._buffer)]
 
 
 class SocketSink:
@@ -74,7 +101,7 @@ class SocketSink:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Buffer) -> None:
         self.sock.sendall(data)
 
     def close(self) -> None:

@@ -26,7 +26,7 @@ from sshkit.errors import (
     SshkitError,
 )
 from sshkit.relay.log import RelayLog
-from sshkit.relay.pump import ChannelClosed, CloseInfo
+from sshkit.relay.pump import Buffer, ChannelClosed, CloseInfo
 
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
@@ -180,7 +180,7 @@ class WebSocketChannel:
         self._close_info: CloseInfo | None = None
         self.text_messages = 0
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: Buffer) -> None:
         from websockets.exceptions import ConnectionClosed
 
         try:
