@@ -137,7 +137,11 @@ def whoami(profile: Annotated[str | None, _PROFILE] = None) -> None:
     from sshkit.settings import resolve_settings
 
     settings = resolve_settings(profile)
-    me = account.whoami(settings.connection(), username=settings.value("username"))
+    me = account.whoami(
+        settings.connection(),
+        username=settings.value("username"),
+        access_key=settings.value("access_key"),
+    )
     server = f"{me.manager_version} " if me.manager_version else ""
     rows = [
         ("profile", me.profile),

@@ -241,10 +241,16 @@ def whoami(
     conn: Connection,
     *,
     username: str | None = None,
+    access_key: str | None = None,
     http: requests.Session | None = None,
     clock: Clock | None = None,
 ) -> WhoAmI:
-    """Check the credentials against the server and describe them. Raises AuthError etc."""
+    """Check the credentials against the server and describe them.
+
+    `username` and `access_key` are what the stored login knows (session mode
+    has no access key of its own). Raises AuthError, NetworkError and the other
+    API errors.
+    """
     with _client(conn, http, clock) as client:
         identity: Identity = client.whoami()
         server = client.server
@@ -253,7 +259,7 @@ def whoami(
         endpoint=conn.endpoint,
         endpoint_type=conn.endpoint_type,
         username=username,
-        access_key=identity.access_key,
+        access_key=identity.access_key or access_key,
         global_role=identity.global_role,
         domain_role=identity.domain_role,
         api_version=server.negotiated_version,
