@@ -30,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.emulator import hooks, keypair, root, sessions, storage, vfolders
+from tests.emulator import hooks, keypair, root, session_files, sessions, storage, vfolders
 from tests.emulator.auth import signed, web_session_auth, webserver_routes
 from tests.emulator.faults import FaultTable
 from tests.emulator.keys import ensure_host_key, load_or_create_keypair
@@ -49,6 +49,7 @@ API_ROUTE_PROVIDERS: tuple[Callable[[VersionProfile], list[ApiRoute]], ...] = (
     sessions.api_routes,
     vfolders.api_routes,
     keypair.api_routes,
+    session_files.api_routes,
 )
 
 DEFAULT_SESSION = "demo-session"

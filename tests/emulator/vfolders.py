@@ -201,8 +201,6 @@ def validate_name(state: EmulatorState, name: Any) -> str:
             raise invalid_params(
                 "Input validation error", data={"name": "value must be a valid slug."}
             )
-    elif len(name) > 64 or "/" in name:
-        raise invalid_params("Input validation error", data={"name": "invalid vfolder name"})
     reserved = name in RESERVED_NAMES or any(p.match(name) for p in RESERVED_PATTERNS)
     if name == ".ssh" and state.options.allow_dot_ssh_folder:
         reserved = False
@@ -210,6 +208,9 @@ def validate_name(state: EmulatorState, name: Any) -> str:
         if profile.slug_folder_names:
             raise invalid_params(f"{name} is reserved for internal operations.")
         raise invalid_params(f"VFolder name '{name}' is reserved for internal operations")
+    # VFolderName (24.09.6+): at most 64 characters. A "/" could never be routed anyway.
+    if not profile.slug_folder_names and (len(name) > 64 or "/" in name):
+        raise invalid_params("Input validation error", data={"name": "invalid vfolder name"})
     return name
 
 
