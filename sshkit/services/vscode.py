@@ -197,7 +197,9 @@ def _session_id(conn: Connection, session: str) -> str | None:
     client = BackendClient.from_connection(conn)
     info = client.get_session(session)
     if isinstance(info, dict):
-        for key in ("id", "session_id", "sessionId"):
+        # Any id that changes when the container is (re)started: that is when its host key
+        # changes, so the HostKeyAlias (and the pinned key) changes with it.
+        for key in ("id", "session_id", "sessionId", "containerId"):
             value = info.get(key)
             if isinstance(value, str) and value:
                 return value

@@ -1,0 +1,71 @@
+"""`sshkit ssh` and `sshkit scp`: one-shot connections that write nothing to ~/.ssh/config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sshkit.cli._app import app
+from sshkit.errors import UsageError
+
+_PASS = {"allow_extra_args": True, "ignore_unknown_options": True}
+_USER = typer.Option("--user", help="User inside the container.")
+_IDENTITY = typer.Option("--identity", help="Private key (default: the downloaded one).")
+_HOST_KEY = typer.Option("--host-key", help="pin (managed known_hosts) or off.")
+_PROFILE = typer.Option("--profile", help="Login profile.")
+
+
+def _options(user: str, identity: Path | None, host_key: str, profile: str | None) -> object:
+    from sshkit.services.oneshot import OneShotOptions
+
+    if host_key not in ("pin", "off"):
+        raise UsageError("--host-key must be pin or off")
+    return OneShotOptions(user=user, identity=identity, host_key=host_key, profile=profile)
+
+
+@app.command("ssh", context_settings=_PASS)
+def ssh_command(
+    session: Annotated[str, typer.Argument(help="The compute session.")],
+    ssh_args: Annotated[
+        list[str] | None, typer.Argument(help="Passed to ssh after the host (use -- first).")
+    ] = None,
+    user: Annotated[str, _USER] = "work",
+    identity: Annotated[Path | None, _IDENTITY] = None,
+    host_key: Annotated[str, _HOST_KEY] = "pin",
+    profile: Annotated[str | None, _PROFILE] = None,
+) -> None:
+    """Open ssh to SESSION through the relay, with a temporary config.
+
+    Example: sshkit ssh my-session -- -L 8888:localhost:8888 nvidia-smi
+    """
+    from sshkit.services.oneshot import OneShotOptions, run_ssh
+    from sshkit.settings import load_connection
+
+    opts = _options(user, identity, host_key, profile)
+    assert isinstance(opts, OneShotOptions)
+    code = run_ssh(load_connection(profile), session, ssh_args or [], opts)
+    raise typer.Exit(code)
+
+
+@app.command("scp", context_settings=_PASS)
+def scp_command(
+    scp_args: Annotated[
+        list[str], typer.Argument(help="scp arguments; remote paths are SESSION:path.")
+    ],
+    user: Annotated[str, _USER] = "work",
+    identity: Annotated[Path | None, _IDENTITY] = None,
+    host_key: Annotated[str, _HOST_KEY] = "pin",
+    profile: Annotated[str | None, _PROFILE] = None,
+) -> None:
+    """Copy files to or from sessions through the relay, with a temporary config.
+
+    Example: sshkit scp data.csv my-session:/home/work/
+    """
+    from sshkit.services.oneshot import OneShotOptions, run_scp
+    from sshkit.settings import load_connection
+
+    opts = _options(user, identity, host_key, profile)
+    assert isinstance(opts, OneShotOptions)
+    raise typer.Exit(run_scp(load_connection(profile), scp_args, opts))

@@ -1,0 +1,129 @@
+"""`sshkit setup-vscode`: Host blocks for VS Code Remote-SSH and plain ssh/scp/sftp."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sshkit.cli._app import app
+from sshkit.errors import CheckFailedError, UsageError
+
+
+@app.command("setup-vscode")
+def setup_vscode(
+    session: Annotated[str, typer.Argument(help="The compute session to reach.")],
+    alias: Annotated[str, typer.Option("--alias", help="Host name to write.")] = "bai-vscode",
+    user: Annotated[str, typer.Option("--user", help="User inside the container.")] = "work",
+    identity: Annotated[
+        Path | None, typer.Option("--identity", help="Use this private key; do not download.")
+    ] = None,
+    ssh_config: Annotated[
+        Path | None, typer.Option("--ssh-config", help="Edit this file, not ~/.ssh/config.")
+    ] = None,
+    suffix: Annotated[
+        str, typer.Option("--suffix", help="Wildcard Host *SUFFIX for any session.")
+    ] = ".bai",
+    host_key: Annotated[
+        str | None,
+        typer.Option(
+            "--host-key",
+            help="pin: managed known_hosts + accept-new (default for the alias); "
+            "off: no host-key checking (default for the wildcard).",
+        ),
+    ] = None,
+    ppk: Annotated[bool, typer.Option("--ppk", help="Also write the key as .ppk.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print a unified diff; change nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    open_code: Annotated[
+        bool, typer.Option("--open", help="Then run `code --remote ssh-remote+ALIAS`.")
+    ] = False,
+    profile: Annotated[str | None, typer.Option("--profile", help="Login profile.")] = None,
+) -> None:
+    """Write `Host ALIAS` and `Host *SUFFIX` into ~/.ssh/config, placed so that they win.
+
+    Not a terminal and no --yes: sshkit proceeds (the change is undone by
+    `sshkit hosts remove`), except that it never disables your own hand-written
+    block for ALIAS without --yes.
+    """
+    from sshkit.services import vscode as svc
+    from sshkit.settings import load_connection
+
+    if host_key not in (None, "pin", "off"):
+        raise UsageError("--host-key must be pin or off")
+    conn = load_connection(profile)
+    opts = svc.SetupOptions(
+        session=session,
+        alias=alias,
+        user=user,
+        identity=identity,
+        ssh_config=ssh_config,
+        suffix=suffix,
+        host_key=host_key,
+        ppk=ppk,
+        profile=profile,
+    )
+    plan = svc.plan_setup(opts, conn)
+    cfg = plan.config
+    for hb in cfg.disabled:
+        typer.echo(
+            f"sshkit: your own 'Host {hb.alias}' block (lines {hb.start + 1}-{hb.end + 1} of "
+            f"{cfg.path}) would still add its options; sshkit disables it (restorably: "
+            f"`sshkit hosts remove {hb.alias}` brings it back).",
+            err=True,
+        )
+    if dry_run:
+        typer.echo(cfg.diff() or f"No changes to make to {cfg.path}.", nl=not cfg.diff())
+        return
+    if not yes:
+        if sys.stdin.isatty():
+            typer.echo(cfg.diff() or f"No changes to make to {cfg.path}.", nl=not cfg.diff())
+            if not typer.confirm("Apply these changes?", default=True, err=True):
+                raise typer.Exit(1)
+        elif cfg.disabled:
+            raise UsageError(
+                f"refusing to disable your own 'Host {alias}' block without consent",
+                hint="rerun with --yes (or use --alias with another name)",
+            )
+    result = svc.apply_setup(plan, conn)
+    _report(result)
+    if open_code and not svc.open_vscode(alias):
+        typer.echo("sshkit: `code` is not on PATH; open VS Code and pick the host.", err=True)
+    if result.mismatches:
+        raise CheckFailedError(
+            f"ssh -G shows {len(result.mismatches)} value(s) that are not sshkit's",
+            hint="see the lines above; `sshkit doctor` explains where they come from",
+        )
+
+
+def _report(result: object) -> None:
+    from sshkit.services.vscode import SetupResult
+
+    assert isinstance(result, SetupResult)
+    plan = result.plan
+    opts = plan.options
+    if plan.config.changed:
+        typer.echo(f"Wrote Host {opts.alias} and Host *{opts.suffix} to {plan.config.path}")
+    else:
+        typer.echo(f"{plan.config.path} already up to date")
+    if result.backup:
+        typer.echo(f"Backup of the original: {result.backup}")
+    if result.key_fingerprint:
+        typer.echo(f"Key: {plan.identity} ({result.key_fingerprint})")
+    if result.ppk_path:
+        typer.echo(f"PuTTY key: {result.ppk_path}")
+    if result.vscode_settings:
+        typer.echo(f"VS Code: remote.SSH.remotePlatform[{opts.alias}] = linux")
+    for note in result.notes:
+        typer.echo(f"sshkit: {note}", err=True)
+    for alias, m in result.mismatches:
+        typer.echo(
+            f"sshkit: warning: for {alias}, ssh uses {m.key} {m.actual!r}, "
+            f"not sshkit's {m.expected!r}",
+            err=True,
+        )
+    typer.echo(f"Connect: ssh {opts.alias}   (or any session: ssh SESSION{opts.suffix})")

@@ -1,0 +1,138 @@
+"""`sshkit ssh` / `sshkit scp`: one connection through the relay, nothing written to ~/.ssh/config.
+
+A private temporary directory holds a config with one Host block per session named on the
+command line (the same block setup-vscode writes); ssh/scp run with ``-F`` that file, so the
+user's config is neither read nor changed. The key is downloaded when it is not there yet.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sshkit import localfs
+from sshkit.errors import LocalFileError, UsageError
+from sshkit.formats.proxycommand import proxycommand_line
+from sshkit.formats.ssh_config import SshConfig, sshkit_host_block
+from sshkit.services.vscode import (
+    _session_id,
+    current_platform,
+    managed_known_hosts,
+    relay_argv,
+    sshkit_launcher,
+)
+
+if TYPE_CHECKING:
+    from sshkit.settings import Connection
+
+_REMOTE_RE = re.compile(r"^(?:(?P<user>[^@/:]+)@)?(?P<host>[A-Za-z0-9_.+-]+):")
+
+
+@dataclass(frozen=True)
+class OneShotOptions:
+    user: str = "work"
+    identity: Path | None = None
+    host_key: str = "pin"
+    profile: str | None = None
+
+
+def scp_sessions(args: Sequence[str]) -> list[str]:
+    """Session names used as ``[user@]SESSION:path`` in scp arguments (in order, unique)."""
+    out: list[str] = []
+    for arg in args:
+        if arg.startswith("-") or arg.startswith("/") or arg.startswith("./"):
+            continue
+        m = _REMOTE_RE.match(arg)
+        if m and m.group("host") not in out:
+            out.append(m.group("host"))
+    return out
+
+
+def _identity(conn: Connection, session: str, opts: OneShotOptions) -> Path:
+    if opts.identity is not None:
+        path = Path(os.path.abspath(os.path.expanduser(str(opts.identity))))
+        if not path.is_file():
+            raise LocalFileError(f"the identity file {path} does not exist")
+        return path
+    from sshkit.services.account import default_key_path, fetch_container_key
+
+    path = Path(os.path.abspath(default_key_path(conn.profile)))
+    if not path.is_file():
+        fetch_container_key(conn, session, out=path)
+    return path
+
+
+def render_config(
+    conn: Connection, sessions: Sequence[str], opts: OneShotOptions, identity: Path
+) -> bytes:
+    """The temporary config: one block per session (each checked to exist)."""
+    launcher = sshkit_launcher()
+    profile = opts.profile
+    cfg = SshConfig([])
+    for session in sessions:
+        sid = _session_id(conn, session)
+        hka = f"{session}.{sid[:8]}.sshkit" if sid else f"{session}.sshkit"
+        cfg = cfg.upsert(
+            sshkit_host_block(
+                alias=session,
+                hostname=session,
+                user=opts.user,
+                identity_file=str(identity),
+                proxy_command=proxycommand_line(
+                    relay_argv(launcher, profile=profile), current_platform()
+                ),
+                host_key=opts.host_key,
+                known_hosts_file=str(managed_known_hosts()),
+                host_key_alias=hka if opts.host_key == "pin" else None,
+                meta={"kind": "one-shot"},
+            )
+        )
+    return cfg.render()
+
+
+@contextmanager
+def temporary_config(
+    conn: Connection, sessions: Sequence[str], opts: OneShotOptions
+) -> Iterator[Path]:
+    """Yield the path of a private temporary ssh config for ``sessions``; delete it after."""
+    if not sessions:
+        raise UsageError("no session named", hint="use SESSION:path in scp arguments")
+    identity = _identity(conn, sessions[0], opts)
+    data = render_config(conn, sessions, opts, identity)
+    localfs.ensure_private_dir(managed_known_hosts().parent)
+    tmp = Path(tempfile.mkdtemp(prefix="sshkit-"))
+    try:
+        path = tmp / "ssh_config"
+        localfs.atomic_write(path, data, mode=0o600)
+        yield path
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _tool(name: str) -> str:
+    exe = shutil.which(name)
+    if exe is None:
+        raise LocalFileError(f"{name} is not installed (or not on PATH)")
+    return exe
+
+
+def run_ssh(conn: Connection, session: str, args: Sequence[str], opts: OneShotOptions) -> int:
+    """Run ``ssh -F TMP SESSION ARGS...``; return ssh's exit status."""
+    ssh = _tool("ssh")
+    with temporary_config(conn, [session], opts) as config:
+        return subprocess.run([ssh, "-F", str(config), session, *args], check=False).returncode
+
+
+def run_scp(conn: Connection, args: Sequence[str], opts: OneShotOptions) -> int:
+    """Run ``scp -F TMP ARGS...`` (remote paths are SESSION:path); return scp's exit status."""
+    scp = _tool("scp")
+    with temporary_config(conn, scp_sessions(args), opts) as config:
+        return subprocess.run([scp, "-F", str(config), *args], check=False).returncode
