@@ -1,6 +1,6 @@
 """Check and fix the permissions OpenSSH insists on (key-and-config-formats §6.7).
 
-* `~/.ssh` (and sshkit's directories under it): 0700.
+* `~/.ssh`: 0700; directories under it: not group- or world-writable.
 * ssh config files (`config`, `*.conf`): not group- or world-writable, else
   ssh stops with "Bad owner or permissions".
 * private keys: no group or other bits at all (0600), else ssh ignores them
@@ -45,7 +45,7 @@ class PermIssue:
     """One path whose mode OpenSSH would complain about, and the mode it should have."""
 
     path: Path
-    kind: str  # "directory" | "config" | "private key"
+    kind: str  # "directory" | "subdirectory" | "config" | "private key"
     mode: int
     wanted: int
     reason: str
@@ -91,6 +91,7 @@ def wanted_mode(kind: str, mode: int) -> int:
         return mode & 0o700
     if kind == "directory":
         return (mode & 0o700) | 0o700
+    # configs and subdirectories: only the write bits of others matter
     return mode & ~0o022
 
 
@@ -102,6 +103,7 @@ def _issue_for(path: Path, kind: str) -> PermIssue | None:
     reason = {
         "private key": "ssh ignores private keys that others can read",
         "directory": "only you should be able to enter ~/.ssh",
+        "subdirectory": "others must not be able to change what is in ~/.ssh",
         "config": "ssh refuses a config that others can write",
     }[kind]
     return PermIssue(path, kind, mode, want, reason)
@@ -115,7 +117,7 @@ def _scan_dir(directory: Path) -> Iterable[tuple[Path, str]]:
         dirs.sort()
         for name in dirs:
             if not (base / name).is_symlink():
-                yield base / name, "directory"
+                yield base / name, "subdirectory"
         for name in sorted(files):
             path = base / name
             if path.is_symlink():
