@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from sshkit.errors import SshkitError, UsageError
+from sshkit.errors import ServerError, SshkitError, UsageError
 
 if TYPE_CHECKING:
     from sshkit.relay.log import RelayLog
@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from sshkit.settings import Connection
 
 DEFAULT_APP = "sshd"
-DEFAULT_TIMEOUT = 15.0
+# Below VS Code's 15 s connect timeout, so that our message is the one shown.
+DEFAULT_TIMEOUT = 10.0
 LOG_ENV = "SSHKIT_LOG"
 
 
@@ -38,15 +39,50 @@ def _connector(
 
     # A fresh request per tunnel: API-mode signatures carry the current Date.
     url, headers = tunnel_request(conn, target.session, target.app)
-    return open_channel(
-        url,
-        headers,
-        target,
-        timeout=timeout,
-        verify_tls=conn.verify_tls,
-        ca_bundle=conn.ca_bundle,
-        log=log,
-    )
+    try:
+        return open_channel(
+            url,
+            headers,
+            target,
+            timeout=timeout,
+            verify_tls=conn.verify_tls,
+            ca_bundle=conn.ca_bundle,
+            log=log,
+        )
+    except ServerError as exc:
+        if exc.status == 502 and target.session_mode:
+            _explain_bad_gateway(conn, target, headers, timeout)
+        raise
+
+
+def _explain_bad_gateway(
+    conn: Connection, target: TunnelTarget, headers: dict[str, str], timeout: float
+) -> None:
+    """Find out why the webserver answered 502 (it hides the manager's 404/401).
+
+    Asks `GET /func/session/{name}` once, on this error path only, and raises the
+    clearer error when there is one. Session-mode headers carry no signature, so
+    the tunnel's headers serve this request too.
+    """
+    import urllib.error
+    import urllib.request
+    from urllib.parse import quote
+
+    from sshkit.relay.ws import handshake_error, ssl_context
+
+    url = f"{conn.endpoint.rstrip('/')}/func/session/{quote(target.session, safe='')}"
+    if not url.startswith(("http://", "https://")):
+        return
+    request = urllib.request.Request(url, headers=headers, method="GET")  # noqa: S310
+    context = ssl_context(conn.verify_tls, conn.ca_bundle) if url.startswith("https") else None
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context):  # noqa: S310
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403, 404):
+            raise handshake_error(exc.code, exc.read(65536), target) from None
+    except OSError:
+        return
 
 
 def relay(

@@ -31,7 +31,7 @@ from sshkit.relay.pump import Buffer, ChannelClosed, CloseInfo
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
 
-DEFAULT_OPEN_TIMEOUT = 15.0
+DEFAULT_OPEN_TIMEOUT = 10.0
 # Idle proxies and load balancers drop websockets after about 60 s of silence;
 # a ping every 20 s keeps them open. A pong missing for 20 s more means the
 # server is gone.
