@@ -10,7 +10,6 @@ from __future__ import annotations
 import configparser
 import re
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
@@ -218,12 +217,20 @@ def test_reg_string_escaping_round_trips() -> None:
 
 
 def test_relay_command_with_profile_and_spaces() -> None:
-    cmd = relay_command(Path("/opt/my tools/sshkit"), "work")
+    cmd = relay_command(["/opt/my tools/sshkit"], "work")
     assert windows_argv(fmt.putty_command_unescape(cmd, host="s1", port=22)) == [
         "/opt/my tools/sshkit",
         "relay",
         "--profile",
         "work",
+        "s1",
+    ]
+    fallback = relay_command([r"C:\Python 3\python.exe", "-m", "sshkit"], None)
+    assert windows_argv(fmt.putty_command_unescape(fallback, host="s1", port=22)) == [
+        r"C:\Python 3\python.exe",
+        "-m",
+        "sshkit",
+        "relay",
         "s1",
     ]
 

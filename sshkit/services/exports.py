@@ -9,14 +9,12 @@ set-up uses the session's key as a ``.ppk`` file (converted when needed).
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from sshkit.errors import ConfigError, LocalFileError, UsageError
+from sshkit.errors import LocalFileError, UsageError
 from sshkit.formats import exports as fmt
 from sshkit.localfs import atomic_write, backup_once, ensure_private_dir, read_bytes_if_exists
 
@@ -55,32 +53,16 @@ def load_template(client: Client) -> str:
     return ref.read_text(encoding="utf-8")
 
 
-def sshkit_executable() -> Path:
-    """The absolute path of the installed `sshkit` launcher.
+def relay_command(launcher: list[str], profile: str | None) -> str:
+    """The local proxy command, before PuTTY escaping: ``"<sshkit>" relay [--profile P] %host``.
 
-    The launcher next to the running interpreter comes first (what pip and pipx
-    install into the same environment), then `sshkit` on PATH. Raises ConfigError
-    when neither exists, e.g. when run as `python -m sshkit` from a source tree.
+    `launcher` is the argv that runs sshkit (`sshkit.services.vscode.sshkit_launcher`,
+    the same one ssh's ProxyCommand uses).
     """
-    name = "sshkit.exe" if os.name == "nt" else "sshkit"
-    beside = Path(sys.executable).parent / name
-    if beside.is_file():
-        return beside.absolute()
-    found = shutil.which("sshkit")
-    if found:
-        return Path(found).absolute()
-    raise ConfigError(
-        "cannot find the sshkit executable to use as the proxy command",
-        hint="install sshkit with pipx or pip so that `sshkit` is on PATH",
-    )
-
-
-def relay_command(executable: Path, profile: str | None) -> str:
-    """The local proxy command, before PuTTY escaping: ``"<exe>" relay [--profile P] %host``."""
-    args = ["relay"]
+    args = [*launcher[1:], "relay"]
     if profile:
         args += ["--profile", profile]
-    return fmt.proxy_command_line(str(executable), args) + " %host"
+    return fmt.proxy_command_line(launcher[0], args) + " %host"
 
 
 def default_alias(session: str) -> str:
@@ -161,7 +143,7 @@ def export_session(
     profile: str | None = None,
     port: int = DEFAULT_FORWARD_PORT,
     force: bool = False,
-    executable: Path | None = None,
+    launcher: list[str] | None = None,
 ) -> ExportResult:
     """Render (and unless `output` is ``-``, write) the set-up of `session` for `client`.
 
@@ -183,7 +165,11 @@ def export_session(
     if client == "filezilla":
         return _export_filezilla(session, alias, user, ppk, port, target, template)
 
-    command = relay_command(executable or sshkit_executable(), profile)
+    if launcher is None:
+        from sshkit.services.vscode import sshkit_launcher
+
+        launcher = sshkit_launcher()
+    command = relay_command(launcher, profile)
     proxied = fmt.ProxySession(
         name=alias,
         host=session,
