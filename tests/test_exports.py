@@ -24,7 +24,7 @@ XML_TEMPLATE = load_template("filezilla")
 # Executables and keys with spaces, non-ASCII letters, backslash sequences PuTTY's
 # formatter would misread (\t, \n, \x41) and a literal percent sign.
 WIN_EXE = r"C:\Users\Jürgen Müller\AppData\Roaming\Python\Scripts\sshkit.exe"
-WIN_TRAPS = r"C:\tools\new\x41 100% \"odd\"\sshkit.exe"
+WIN_TRAPS = r"C:\tools\new\x41 100% %host %port \"odd\"\sshkit.exe"
 WIN_KEY = r"C:\Users\Jürgen Müller\.ssh\sshkit\default\id_container.ppk"
 POSIX_EXE = "/opt/my tools/sshkit"
 KEYS = [WIN_KEY, "/home/ünï côdé/.ssh/id container.ppk", r"C:\plain\key.ppk"]
@@ -128,7 +128,7 @@ def session(**kw: object) -> fmt.ProxySession:
         "host": "demo-session",
         "user": "work",
         "key_file": WIN_KEY,
-        "proxy_command": fmt.proxy_command_line(exe, ["relay"]) + " %host",
+        "proxy_command": fmt.proxy_command_line(exe, ["relay"]),
     }
     values.update(kw)
     return fmt.ProxySession(**values)  # type: ignore[arg-type]
@@ -171,8 +171,8 @@ def test_putty_formatter_traps_are_escaped() -> None:
     assert isinstance(stored, str)
     # Every backslash and percent of the path is doubled; only %host is a token.
     assert "\\t" not in stored.replace("\\\\", "")
-    assert re.findall(r"(?<!%)%(?!%)host", stored) == ["%host"]
-    assert "100%% " in stored
+    assert stored.endswith(" %host")
+    assert "100%% %%host %%port" in stored
 
 
 @pytest.mark.parametrize(
@@ -217,7 +217,7 @@ def test_reg_string_escaping_round_trips() -> None:
 
 
 def test_relay_command_with_profile_and_spaces() -> None:
-    cmd = relay_command(["/opt/my tools/sshkit"], "work")
+    cmd = fmt.putty_proxy_command(relay_command(["/opt/my tools/sshkit"], "work"))
     assert windows_argv(fmt.putty_command_unescape(cmd, host="s1", port=22)) == [
         "/opt/my tools/sshkit",
         "relay",
@@ -225,7 +225,9 @@ def test_relay_command_with_profile_and_spaces() -> None:
         "work",
         "s1",
     ]
-    fallback = relay_command([r"C:\Python 3\python.exe", "-m", "sshkit"], None)
+    fallback = fmt.putty_proxy_command(
+        relay_command([r"C:\Python 3\python.exe", "-m", "sshkit"], None)
+    )
     assert windows_argv(fmt.putty_command_unescape(fallback, host="s1", port=22)) == [
         r"C:\Python 3\python.exe",
         "-m",

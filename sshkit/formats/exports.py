@@ -56,8 +56,8 @@ class ProxySession:
     """A session reached through a local proxy command (PuTTY, WinSCP).
 
     `host` is what the proxy command receives as ``%host`` (the session name);
-    `proxy_command` is the command *before* PuTTY escaping, with the literal
-    token ``%host`` where the host goes (see `proxy_command_line`).
+    `proxy_command` is the command line without the host, before PuTTY
+    escaping (`proxy_command_line`); the host becomes its last argument.
     """
 
     name: str
@@ -119,10 +119,10 @@ def windows_quote_arg(arg: str) -> str:
 
 
 def proxy_command_line(executable: str, args: list[str]) -> str:
-    """The local proxy command for PuTTY/WinSCP: ``"<exe>" <args...> %host``.
+    """The local proxy command for PuTTY/WinSCP without the host: ``"<exe>" <args...>``.
 
     Quoted for Windows (PuTTY and WinSCP start it with CreateProcess, no
-    shell); not yet escaped for PuTTY's formatter (`putty_command_escape`).
+    shell); not yet escaped for PuTTY's formatter (`putty_proxy_command`).
     """
     _check_text("sshkit executable path", executable)
     for arg in args:
@@ -164,10 +164,13 @@ def putty_command_unescape(formatted: str, *, host: str, port: int) -> str:
     return "".join(out)
 
 
-def _formatted_proxy_command(session: ProxySession) -> str:
-    """The stored form: literal parts escaped, ``%host`` left as PuTTY's token."""
-    literal_parts = session.proxy_command.split("%host")
-    return "%host".join(putty_command_escape(part) for part in literal_parts)
+def putty_proxy_command(literal: str) -> str:
+    """The stored form of a local proxy command: `literal` escaped, then PuTTY's ``%host``.
+
+    `literal` is the command line without the host (`proxy_command_line`); the
+    session's host name is appended by PuTTY/WinSCP as the last argument.
+    """
+    return putty_command_escape(literal) + " %host"
 
 
 # --- PuTTY ----------------------------------------------------------------------
@@ -213,9 +216,11 @@ def render_putty_reg(template: str, session: ProxySession) -> bytes:
     """The ``.reg`` file (UTF-16LE with BOM, CRLF) that saves `session` in PuTTY.
 
     Raises UsageError for values PuTTY or regedit cannot hold (control
-    characters, a non-ASCII session name, a bad port).
+    characters, a non-ASCII session name, an empty host, a bad port).
     """
     _check_port(session.port)
+    if not session.host:
+        raise UsageError("the PuTTY host name is empty")
     keepalive = max(0, session.keepalive_seconds)
     values = {
         "session_key": putty_session_key(session.name),
@@ -225,7 +230,7 @@ def render_putty_reg(template: str, session: ProxySession) -> bytes:
         "user_name": reg_string(session.user),
         "public_key_file": reg_string(session.key_file),
         "proxy_method": reg_dword(PROXY_METHOD_LOCAL_COMMAND),
-        "proxy_command": reg_string(_formatted_proxy_command(session)),
+        "proxy_command": reg_string(putty_proxy_command(session.proxy_command)),
         "proxy_dns": reg_dword(PROXY_DNS_AT_PROXY),
         "proxy_localhost": reg_dword(1),
         "ping_minutes": reg_dword(keepalive // 60),
@@ -298,7 +303,7 @@ def render_winscp_ini(template: str, session: ProxySession) -> str:
         "fs_protocol": str(WINSCP_FS_SFTP_ONLY),
         "proxy_method": str(PROXY_METHOD_LOCAL_COMMAND),
         # Stored raw (WinSCP's StringRaw): only PuTTY's formatter escaping applies.
-        "proxy_command": _formatted_proxy_command(session),
+        "proxy_command": putty_proxy_command(session.proxy_command),
         "proxy_dns": str(PROXY_DNS_AT_PROXY),
         "proxy_localhost": "1",
         "ping_type": str(WINSCP_PING_NULL_PACKETS),

@@ -54,7 +54,7 @@ def load_template(client: Client) -> str:
 
 
 def relay_command(launcher: list[str], profile: str | None) -> str:
-    """The local proxy command, before PuTTY escaping: ``"<sshkit>" relay [--profile P] %host``.
+    """The local proxy command without the host: ``"<sshkit>" relay [--profile P]``.
 
     `launcher` is the argv that runs sshkit (`sshkit.services.vscode.sshkit_launcher`,
     the same one ssh's ProxyCommand uses).
@@ -62,7 +62,7 @@ def relay_command(launcher: list[str], profile: str | None) -> str:
     args = [*launcher[1:], "relay"]
     if profile:
         args += ["--profile", profile]
-    return fmt.proxy_command_line(launcher[0], args) + " %host"
+    return fmt.proxy_command_line(launcher[0], args)
 
 
 def default_alias(session: str) -> str:
