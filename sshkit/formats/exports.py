@@ -21,8 +21,8 @@ file's text or bytes. The formats, as their programs read them:
   <Server>`` with ``Host``, ``Port``, ``Protocol`` (1 = SFTP), ``Logontype``
   (5 = key file), ``Keyfile``, ``Name``. FileZilla has no proxy command, so the
   site points at ``sshkit forward``'s local port. `merge_filezilla_sites`
-  adds or replaces one site and keeps every other byte of meaning: other
-  sites, folders, comments, attributes.
+  adds or replaces one site and keeps everything else: other sites, folders,
+  comments, attributes.
 """
 
 from __future__ import annotations
@@ -121,8 +121,10 @@ def windows_quote_arg(arg: str) -> str:
 def proxy_command_line(executable: str, args: list[str]) -> str:
     """The local proxy command for PuTTY/WinSCP without the host: ``"<exe>" <args...>``.
 
-    Quoted for Windows (PuTTY and WinSCP start it with CreateProcess, no
-    shell); not yet escaped for PuTTY's formatter (`putty_proxy_command`).
+    Quoted for Windows, where PuTTY and WinSCP start it with CreateProcess (no
+    shell; Unix PuTTY runs it with ``sh -c``, which reads a double-quoted path
+    with spaces the same way). Not yet escaped for PuTTY's formatter
+    (`putty_proxy_command`).
     """
     _check_text("sshkit executable path", executable)
     for arg in args:
