@@ -213,3 +213,74 @@ def test_ppk_and_vscode_settings(emulator: Emulator, api_env: dict[str, str]) ->
             check=True,
         ).stdout.split()[1]
         assert fp_ppk == fp_key
+
+
+def test_identity_option_and_open(
+    emulator: Emulator, api_env: dict[str, str], tmp_path: Path
+) -> None:
+    """--identity uses a given key (no download); --open starts `code --remote ...`."""
+    # the server's keypair is the container key: take it from a first set-up, then move it
+    first = run("setup-vscode", emulator.session, "--yes", "--user", emulator.ssh_user, env=api_env)
+    assert first.returncode == 0, first.stderr.decode()
+    own = tmp_path / "my keys" / "id_work"
+    own.parent.mkdir()
+    os.replace(home() / ".ssh" / "sshkit" / "default" / "id_container", own)
+    os.chmod(own, 0o644)  # setup-vscode fixes it
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "code.log"
+    fake_code = bindir / "code"
+    fake_code.write_text(f'#!/bin/sh\necho "$@" > "{log}"\n')
+    fake_code.chmod(0o755)
+    env = dict(api_env, PATH=f"{bindir}{os.pathsep}{api_env['PATH']}")
+    proc = run(
+        "setup-vscode",
+        emulator.session,
+        "--yes",
+        "--user",
+        emulator.ssh_user,
+        "--identity",
+        str(own),
+        "--open",
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert stat.S_IMODE(own.stat().st_mode) == 0o600
+    assert not (home() / ".ssh" / "sshkit" / "default" / "id_container").exists()
+    config = home() / ".ssh" / "config"
+    assert f'IdentityFile "{own}"' in config.read_text()
+    done = ssh(config, "bai-vscode", "echo ok", env=api_env)
+    assert done.returncode == 0, done.stderr.decode()
+    for _ in range(50):
+        if log.exists():
+            break
+        import time
+
+        time.sleep(0.1)
+    assert log.read_text().split() == ["--remote", "ssh-remote+bai-vscode", "/home/work"]
+
+
+@pytest.mark.parametrize(("answer", "written"), [(b"n\n", False), (b"y\n", True)])
+def test_asks_in_a_terminal(
+    emulator: Emulator, api_env: dict[str, str], answer: bytes, written: bool
+) -> None:
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [str(SSHKIT), "setup-vscode", emulator.session, "--user", emulator.ssh_user],
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=api_env,
+        )
+        os.write(master, answer)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert b"+Host bai-vscode" in out  # the diff is shown before the question
+    assert b"Apply these changes?" in err
+    assert (proc.returncode == 0) is written, err.decode()
+    assert (home() / ".ssh" / "config").exists() is written
