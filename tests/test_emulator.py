@@ -441,20 +441,23 @@ def test_session_info_and_apps(emulator: Emulator) -> None:
 
 def test_hook_sessions_create_and_terminate(emulator: Emulator) -> None:
     import socket
+    import uuid
 
-    created = emulator.hook("POST", "sessions", {"name": "hook-made"})
-    assert created["name"] == "hook-made"
+    hook_name = "hook-" + uuid.uuid4().hex[:8]
+
+    created = emulator.hook("POST", "sessions", {"name": hook_name})
+    assert created["name"] == hook_name
     host, port = created["sshd"].rsplit(":", 1)
     client = api_client(emulator)
-    assert client.request("GET", "/session/hook-made").status_code == 200
+    assert client.request("GET", f"/session/{hook_name}").status_code == 200
     assert client.request("GET", f"/session/{created['id']}").json()["status"] == "RUNNING"
     with socket.create_connection((host, int(port)), timeout=5) as s:
         assert s.recv(64).startswith(b"SSH-2.0-")
     listed = {s["name"] for s in emulator.hook("GET", "sessions")}
-    assert {"hook-made", emulator.session} <= listed
+    assert {hook_name, emulator.session} <= listed
 
-    emulator.hook("DELETE", "sessions/hook-made")
-    assert client.request("GET", "/session/hook-made").status_code == 404
+    emulator.hook("DELETE", f"sessions/{hook_name}")
+    assert client.request("GET", f"/session/{hook_name}").status_code == 404
     with pytest.raises(OSError):
         socket.create_connection((host, int(port)), timeout=5).close()
 
