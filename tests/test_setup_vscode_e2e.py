@@ -284,3 +284,71 @@ def test_asks_in_a_terminal(
     assert b"Apply these changes?" in err
     assert (proc.returncode == 0) is written, err.decode()
     assert (home() / ".ssh" / "config").exists() is written
+
+
+@pytest.mark.parametrize("server_version", ["23.09", "26.3"])
+def test_session_mode_login_with_a_named_profile(
+    emulator_factory, server_version: str, tmp_path: Path
+) -> None:
+    """A stored session-mode login (the webserver) under --profile: the ProxyCommand carries it."""
+    emu = emulator_factory(server_version=server_version)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSHKIT_")}
+    login = run(
+        "login",
+        "--endpoint",
+        emu.webserver_url,
+        "--endpoint-type",
+        "session",
+        "--username",
+        emu.username,
+        "--password-stdin",
+        "--profile",
+        "lab",
+        env=env,
+        stdin=emu.password.encode(),
+    )
+    assert login.returncode == 0, login.stderr.decode()
+    proc = run(
+        "setup-vscode",
+        emu.session,
+        "--yes",
+        "--user",
+        emu.ssh_user,
+        "--profile",
+        "lab",
+        "--alias",
+        "lab-vscode",
+        "--suffix",
+        ".lab",
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    config = home() / ".ssh" / "config"
+    text = config.read_text()
+    assert "relay --profile lab %h" in text and "relay --profile lab --suffix .lab %h" in text
+    assert (home() / ".ssh" / "sshkit" / "lab" / "id_container").is_file()
+    done = ssh(config, "lab-vscode", "echo lab", env=env)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == b"lab\n"
+    doctor = run("doctor", "lab-vscode", "--profile", "lab", env=env)
+    assert doctor.returncode == 0, doctor.stdout.decode() + doctor.stderr.decode()
+
+
+def test_dropbear_session(emulator_factory) -> None:
+    """Sessions whose sshd is dropbear (as in some Backend.AI images) work the same way."""
+    emu = emulator_factory(sshd="dropbear")
+    env = dict(os.environ)
+    env.update(
+        SSHKIT_ENDPOINT=emu.manager_url,
+        SSHKIT_ENDPOINT_TYPE="api",
+        SSHKIT_ACCESS_KEY=emu.access_key,
+        SSHKIT_SECRET_KEY=emu.secret_key,
+    )
+    proc = run("setup-vscode", emu.session, "--yes", "--user", emu.ssh_user, env=env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    config = home() / ".ssh" / "config"
+    done = ssh(config, "bai-vscode", "echo dropbear", env=env)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == b"dropbear\n"
+    doctor = run("doctor", env=env)
+    assert doctor.returncode == 0, doctor.stdout.decode() + doctor.stderr.decode()
