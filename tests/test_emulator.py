@@ -480,3 +480,13 @@ def test_hook_request_log_and_http_500(emulator: Emulator) -> None:
         assert api.request("GET", f"/session/{emulator.session}").status_code == 200
     finally:
         emulator.hook("DELETE", "faults")
+
+
+def test_login_blocking_when_enabled(emulator_factory: EmulatorFactory) -> None:
+    emu = emulator_factory(extra_args=("--login-block-after", "3"))
+    client = BaiClient(emu.webserver_url, mode="session")
+    for _ in range(3):
+        assert client.login(emu.username, "nope").json()["authenticated"] is False
+    blocked = client.login(emu.username, emu.password)
+    assert blocked.status_code == 429
+    assert problem(blocked)["type"] == PROBS + "too-many-requests"

@@ -88,6 +88,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="write the connection details here (JSON, atomically) once ready",
     )
     p.add_argument(
+        "--login-block-after",
+        type=int,
+        default=0,
+        metavar="N",
+        help="answer 429 after N failed logins in 20 min like the webserver (real default 10; "
+        "0, the default here, never blocks so shared test emulators cannot lock each other out)",
+    )
+    p.add_argument(
         "--session",
         action="append",
         default=None,
@@ -225,6 +233,7 @@ def build_state(args: argparse.Namespace, state_dir: Path) -> EmulatorState:
             sshd=args.sshd,
             allow_dot_ssh_folder=args.allow_dot_ssh_folder,
             state_dir=state_dir,
+            login_block_after=args.login_block_after,
         ),
         profile=PROFILES[args.server_version],
         creds=Credentials.load_or_create(keys_dir / "credentials.json"),

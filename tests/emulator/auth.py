@@ -35,7 +35,6 @@ COOKIE_NAME = "AIOHTTP_SESSION"
 SESSION_HEADER = "X-BackendAI-SessionID"
 COOKIE_MAX_AGE = 604800
 LOGIN_BLOCK_TIME = 1200.0
-LOGIN_MAX_FAILURES = 10
 
 
 # --- the signature itself (pure functions, unit-tested against spec §3.4) ---
@@ -260,7 +259,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         raise invalid_params("You must provide the password field.")
     now = time.time()
     recent = [t for t in state.failed_logins.get(str(username), []) if now - t < LOGIN_BLOCK_TIME]
-    if len(recent) >= LOGIN_MAX_FAILURES:
+    block_after = state.options.login_block_after
+    if block_after and len(recent) >= block_after:
         raise ProblemError(429, "too-many-requests", "Too many failed login attempts.")
     creds = state.creds
     if not (

@@ -71,6 +71,9 @@ class Options:
     sshd: str
     allow_dot_ssh_folder: bool
     state_dir: Path
+    # The webserver blocks logins after this many failures in 20 min (real default 10);
+    # 0 (the emulator's default) keeps shared test emulators from locking each other out.
+    login_block_after: int = 0
 
 
 @dataclass
