@@ -352,3 +352,16 @@ def test_dropbear_session(emulator_factory) -> None:
     assert done.stdout == b"dropbear\n"
     doctor = run("doctor", env=env)
     assert doctor.returncode == 0, doctor.stdout.decode() + doctor.stderr.decode()
+
+
+def test_group_writable_config_is_fixed(emulator: Emulator, api_env: dict[str, str]) -> None:
+    """OpenSSH refuses a group/world-writable ~/.ssh/config: setup-vscode fixes that mode."""
+    ssh_dir = home() / ".ssh"
+    ssh_dir.mkdir(mode=0o700)
+    config = ssh_dir / "config"
+    config.write_bytes(b"Host web\n    HostName web.example.com\n")
+    os.chmod(config, 0o666)
+    proc = run("setup-vscode", emulator.session, "--yes", "--user", emulator.ssh_user, env=api_env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert stat.S_IMODE(config.stat().st_mode) == 0o644
+    assert b"fixed permissions" in proc.stderr

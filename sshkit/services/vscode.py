@@ -294,7 +294,12 @@ def apply_setup(plan: SetupPlan, conn: Connection | None) -> SetupResult:
         raise LocalFileError(f"the identity file {plan.identity} does not exist")
     from sshkit.services.perms import fix_permissions
 
-    fix_permissions([plan.identity])
+    targets = [plan.identity]
+    config_target = localfs.resolve_target(plan.config.path)
+    if config_target.is_file():
+        targets.append(config_target)  # a group/world-writable config is fatal for ssh
+    for change in fix_permissions(targets):
+        result.notes.append(f"fixed permissions: {change.describe()}")
     localfs.ensure_private_dir(managed_known_hosts().parent)
     verify_candidate(plan.config)
     result.backup = write_plan(plan.config)
