@@ -293,3 +293,30 @@ def test_moved_block_is_put_back_on_top(ssh_dir: Path) -> None:
     text = config.read_text()
     assert text.startswith("# BEGIN SSHKIT ")
     assert text.index("# END SSHKIT bai-vscode") < text.index("Host web")
+
+
+def test_windows_style_block_reads_back_through_ssh_g(ssh_dir: Path) -> None:
+    """The Windows quoting (spaces, backslashes in IdentityFile) survives OpenSSH's parser."""
+    config = ssh_dir / "config"
+    original = (CORPUS / "28-windows-paths.conf").read_bytes()
+    config.write_bytes(original)
+    opts = SetupOptions(session=SESSION, user="work")
+    blocks = build_blocks(
+        opts,
+        Path("C:\\Users\\Jane Doe\\.ssh\\sshkit\\default\\id_container"),
+        launcher=["C:\\Program Files\\sshkit\\sshkit.exe"],
+        platform="windows",
+        known_hosts=Path("C:\\Users\\Jane Doe\\.ssh\\sshkit\\known_hosts"),
+    )
+    names = other_hosts(original)
+    before = snapshot(config, names)
+    plan = plan_upsert(config, blocks, disable_aliases=[ALIAS])
+    verify_candidate(plan)
+    write_plan(plan)
+    assert snapshot(config, names) == before
+    assert check_effective(config, blocks) == []
+    eff = sshcheck.ssh_g(config, ALIAS)
+    assert eff["proxycommand"] == ['"C:/Program Files/sshkit/sshkit.exe" relay %h']
+    assert eff["identityfile"][0] == "C:\\Users\\Jane Doe\\.ssh\\sshkit\\default\\id_container"
+    hosts.remove_hosts([ALIAS, "*.bai"], config)
+    assert config.read_bytes() == original
