@@ -31,6 +31,7 @@ class RemoteFile:
 
     content: bytes | None
     label: str = "authorized_keys (test)"
+    path: str = "authorized_keys"
     writes: list[bytes] = field(default_factory=list)
     # Called with the number of reads since our last write, before each read.
     other_client: Callable[[RemoteFile, int], None] | None = None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import os
+import select
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,9 @@ from tests.emulator_fixture import Emulator, EmulatorFactory
 
 SSHKIT = Path(sys.executable).with_name("sshkit")
 VERSIONS = ("23.09", "26.3")
+KEYPAIR = ["push-authorized-keys", "--to", "keypair"]
+PASSPHRASE_PROMPT = "Passphrase for the private key: "  # the space: getpass has started
+CONFIRM = "Upload this private key? [y/N]:"
 
 
 def env_for(emu: Emulator) -> dict[str, str]:
@@ -110,12 +115,19 @@ def blob_of(line: str) -> bytes:
     return base64.b64decode(line.split()[1])
 
 
-@pytest.fixture(scope="module", params=VERSIONS)
+@pytest.fixture(
+    scope="module", params=[("23.09", "openssh"), ("26.3", "dropbear")], ids=lambda p: "-".join(p)
+)
 def dot_ssh_emulator(
     request: pytest.FixtureRequest, emulator_factory: EmulatorFactory
 ) -> Iterator[Emulator]:
-    """A fresh emulator that allows a `.ssh` folder (ours alone: the folder changes sessions)."""
-    emu = emulator_factory(server_version=request.param, allow_dot_ssh_folder=True, fresh=True)
+    """A fresh emulator that allows a `.ssh` folder (ours alone: the folder changes sessions).
+
+    Dropbear is the sshd real sessions run; its checks on authorized_keys (owner,
+    not group/world-writable) then judge the file the storage proxy wrote.
+    """
+    version, sshd = request.param
+    emu = emulator_factory(server_version=version, sshd=sshd, allow_dot_ssh_folder=True, fresh=True)
     yield emu
     emu.stop()
 
@@ -161,9 +173,20 @@ def test_push_to_dot_ssh_folder_merges_and_new_sessions_accept_the_key(
     assert client_for(emu).download_file(".ssh", "authorized_keys") == stored
 
     # A session started now mounts the folder at ~/.ssh and accepts the key.
-    login = ssh_login(emu, new_session(emu), key)
+    session = new_session(emu)
+    login = ssh_login(emu, session, key)
     assert login.returncode == 0, login.stderr
     assert login.stdout.strip() == f"logged-in-as-{emu.ssh_user}"
+
+    # The session upload cannot write through that mount (the agent writes to the
+    # scratch directory beneath it): sshkit notices instead of claiming success.
+    third = keygen(hermetic_home / "third" / "id_ed25519", comment="third")
+    through_mount = sshkit(
+        emu, "push-authorized-keys", "--to", "session", "--session", session, f"{third}.pub"
+    )
+    assert through_mount.returncode == ExitCode.SERVER
+    assert "did not change" in through_mount.stderr
+    assert client_for(emu).download_file(".ssh", "authorized_keys") == stored
 
     listed = sshkit(emu, "authorized-keys", "list")
     assert listed.returncode == 0, listed.stderr
@@ -250,27 +273,108 @@ def test_push_to_unknown_session_is_not_found(emulator: Emulator, hermetic_home:
     assert "Traceback" not in proc.stderr
 
 
+def run_in_pty(
+    emu: Emulator, args: list[str], dialog: list[tuple[str, str]]
+) -> subprocess.CompletedProcess[str]:
+    """Run sshkit with a pseudo-terminal as stdin; answer each prompt once it appears.
+
+    `dialog` is [(prompt text awaited on stderr, answer typed)]. Typing must wait
+    for the prompt: getpass flushes pending input (TCSAFLUSH) when it starts.
+    """
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [str(SSHKIT), *args],
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env_for(emu),
+        start_new_session=True,  # no controlling terminal: prompts use the pty on stdin
+    )
+    os.close(slave)
+    assert proc.stderr is not None and proc.stdout is not None
+    err = b""
+    deadline = time.monotonic() + 60
+    try:
+        for prompt, answer in dialog:
+            while prompt.encode() not in err:
+                assert time.monotonic() < deadline, err
+                ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+                if ready:
+                    chunk = os.read(proc.stderr.fileno(), 4096)
+                    assert chunk, f"sshkit exited before asking {prompt!r}: {err!r}"
+                    err += chunk
+            err = err.replace(prompt.encode(), b"<asked>", 1)
+            os.write(master, answer.encode() + b"\n")
+        out, rest = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return subprocess.CompletedProcess(
+        proc.args, proc.returncode, out.decode(), (err + rest).decode()
+    )
+
+
 def test_keypair_upload_needs_confirmation_then_new_sessions_accept_the_key(
     emulator_factory: EmulatorFactory, hermetic_home: Path
 ) -> None:
     emu = emulator_factory(server_version="23.09", fresh=True)
     try:
-        key = keygen(hermetic_home / ".ssh" / "id_ed25519")
+        key = hermetic_home / ".ssh" / "id_ed25519"
+        key.parent.mkdir(mode=0o700)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "pass phrase", "-C", "me", "-f", str(key)],
+            check=True,
+        )
         old = client_for(emu).get_ssh_keypair()["ssh_public_key"]
 
+        # Not a terminal and no --yes: refused, unchanged.
         refused = sshkit(emu, "push-authorized-keys", "--to", "keypair")
-        assert refused.returncode == ExitCode.USAGE
-        assert "--yes" in refused.stderr and "PRIVATE key" in refused.stderr
+        assert refused.returncode == ExitCode.PASSPHRASE  # cannot even ask for the passphrase
+        answered_no = run_in_pty(emu, KEYPAIR, [(PASSPHRASE_PROMPT, "pass phrase"), (CONFIRM, "n")])
+        assert answered_no.returncode == ExitCode.INTERRUPTED, answered_no.stderr
+        assert "PRIVATE key" in answered_no.stderr and "unencrypted" in answered_no.stderr
         assert client_for(emu).get_ssh_keypair()["ssh_public_key"] == old
 
-        done = sshkit(emu, "push-authorized-keys", "--to", "keypair", "--yes")
+        done = run_in_pty(emu, KEYPAIR, [(PASSPHRASE_PROMPT, "pass phrase"), (CONFIRM, "y")])
         assert done.returncode == 0, done.stderr
         stored = client_for(emu).get_ssh_keypair()["ssh_public_key"]
         assert blob_of(stored) == blob_of(public_line(key))
-        login = ssh_login(emu, new_session(emu), key)
+
+        # New sessions accept the key, and get the pair as unencrypted PEM (what
+        # servers validate with load_pem_private_key) in ~/id_container.
+        session = new_session(emu)
+        clear = hermetic_home / "clear" / "id_ed25519"  # ssh in BatchMode cannot ask either
+        clear.parent.mkdir()
+        shutil.copy(key, clear)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-p", "-P", "pass phrase", "-N", "", "-f", str(clear)], check=True
+        )
+        login = ssh_login(emu, session, clear)
         assert login.returncode == 0, login.stderr
+        pem = client_for(emu).download_session_file(session, "id_container")
+        private = serialization.load_pem_private_key(pem, password=None)
+        assert private.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        ).decode() == " ".join(public_line(key).split()[:2])
+
+        # Pushing the same pair again needs no confirmation and uploads nothing.
+        again = sshkit(emu, "push-authorized-keys", "--to", "keypair")
+        assert again.returncode == ExitCode.PASSPHRASE  # the key file is still encrypted
+        again = run_in_pty(emu, KEYPAIR, [(PASSPHRASE_PROMPT, "pass phrase")])
+        assert again.returncode == 0 and "nothing uploaded" in again.stdout, again.stderr
     finally:
         emu.stop()
+
+
+def test_keypair_refuses_without_terminal_or_yes(emulator: Emulator, hermetic_home: Path) -> None:
+    keygen(hermetic_home / ".ssh" / "id_ed25519")
+    old = client_for(emulator).get_ssh_keypair()["ssh_public_key"]
+    refused = sshkit(emulator, "push-authorized-keys", "--to", "keypair")
+    assert refused.returncode == ExitCode.USAGE
+    assert "--yes" in refused.stderr and "PRIVATE key" in refused.stderr
+    assert client_for(emulator).get_ssh_keypair()["ssh_public_key"] == old
 
 
 # --- bad input is refused before anything is sent ------------------------------------------------

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sshkit.cli._app import app
-from sshkit.errors import UsageError
+from sshkit.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from sshkit.api.client import BackendClient
@@ -105,6 +105,9 @@ def _push_keypair(
     public_path = files[0] if files else svc.default_public_key(svc.ssh_dir())
     client = _client(profile)
     plan = svc.plan_keypair(client, public_path, passphrase=_ask_passphrase)
+    if plan.current_fingerprint == plan.public.fingerprint:
+        _report(svc.upload_keypair(client, plan))  # already the keypair's key: no upload
+        return
     typer.echo(_keypair_notice(plan), err=True)
     if dry_run:
         typer.echo("dry run: nothing uploaded")
@@ -116,7 +119,8 @@ def _push_keypair(
                 hint="run it in a terminal, or pass --yes",
             )
         if not typer.confirm("Upload this private key?", default=False, err=True):
-            raise typer.Exit(1)
+            typer.echo("sshkit: cancelled; nothing was uploaded", err=True)
+            raise typer.Exit(int(ExitCode.INTERRUPTED))
     _report(svc.upload_keypair(client, plan))
 
 
@@ -147,13 +151,13 @@ def _client(profile: str | None) -> BackendClient:
 def _report(result: PushResult) -> None:
     if result.dry_run:
         if result.would_create_folder:
-            typer.echo(f"dry run: would create the folder for {result.target}")
+            typer.echo(f"dry run: the folder {result.folder!r} does not exist; it would be created")
         typer.echo(result.diff, nl=False)
         if not result.diff:
             typer.echo(f"dry run: {result.target} would not change")
         return
     if result.created_folder:
-        typer.echo(f"created the folder for {result.target}")
+        typer.echo(f"created the folder {result.folder!r}")
     for entry in result.added:
         typer.echo(f"added {entry.key_type} {entry.fingerprint} {entry.comment}".rstrip())
     for entry in result.already_present:

@@ -104,9 +104,13 @@ def collect_keys(
 
 
 class KeysFile(Protocol):
-    """One remote authorized_keys file."""
+    """One remote authorized_keys file.
+
+    `label` names it in messages; `path` is the short name used in diffs.
+    """
 
     label: str
+    path: str
 
     def read(self) -> bytes | None:
         """The file's bytes, or None when it does not exist."""
@@ -121,9 +125,11 @@ class FolderFile:
     client: BackendClient
     folder: str
     label: str = ""
+    path: str = ""
 
     def __post_init__(self) -> None:
-        self.label = self.label or f"{self.folder}/{FILE_NAME} (folder {self.folder!r})"
+        self.label = self.label or f"{FILE_NAME} in folder {self.folder!r}"
+        self.path = self.path or f"{self.folder}/{FILE_NAME}"
 
     def read(self) -> bytes | None:
         try:
@@ -142,6 +148,7 @@ class SessionFile:
     client: BackendClient
     session: str
     label: str = ""
+    path: str = f"~/{SESSION_PATH}"
 
     def __post_init__(self) -> None:
         self.label = self.label or f"~/{SESSION_PATH} in session {self.session!r}"
@@ -175,6 +182,7 @@ class PushResult:
     uploaded: bool = False
     uploads: int = 0
     created_folder: bool = False
+    folder: str | None = None
     would_create_folder: bool = False
     dry_run: bool = False
     diff: str = ""
@@ -230,7 +238,7 @@ def push_keys(
         dry_run=dry_run,
     )
     if dry_run:
-        result.diff = ak.unified_diff(base, first.data, label=target.label.split(" ", 1)[0])
+        result.diff = ak.unified_diff(base, first.data, label=target.path)
         return result
     if not first.changed:
         return result
@@ -368,12 +376,14 @@ def push_to_folder(
         if not keys:
             raise NotFoundError(f"there is no folder named {folder!r}", hint=ALTERNATIVES_HINT)
         if dry_run:
-            result = push_keys(_Missing(target.label), keys, remove, dry_run=True)
+            result = push_keys(_Missing(target.label, target.path), keys, remove, dry_run=True)
             result.would_create_folder = True
+            result.folder = folder
             return result
         created = ensure_folder(client, folder)
         result = push_keys(target, keys, remove, sleep=sleep)
         result.created_folder = created
+        result.folder = folder
     else:
         if str(info.get("permission", "rw")) == "ro":
             raise RejectedError(
@@ -392,6 +402,7 @@ class _Missing:
     """A file that does not exist yet and must not be written (dry runs)."""
 
     label: str
+    path: str
 
     def read(self) -> bytes | None:
         return None
