@@ -225,11 +225,12 @@ def test_concurrent_pushes_of_different_keys_both_land(
 # --- servers that refuse `.ssh` (the default) ----------------------------------------------------
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 def test_reserved_folder_name_is_explained_and_nothing_is_created(
-    emulator: Emulator, hermetic_home: Path
+    version: str, emulator_factory: EmulatorFactory, hermetic_home: Path
 ) -> None:
     keygen(hermetic_home / ".ssh" / "id_ed25519")
-    emu = emulator
+    emu = emulator_factory(server_version=version)
     emu.hook("DELETE", "requests")
     proc = sshkit(emu, "push-authorized-keys")
     assert proc.returncode == ExitCode.REJECTED

@@ -49,6 +49,7 @@ FILE_NAME = "authorized_keys"
 SESSION_PATH = ".ssh/authorized_keys"
 DEFAULT_PUBLIC_KEYS = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
 MAX_ATTEMPTS = 6
+MAX_FILE_BYTES = 1024 * 1024  # an authorized_keys this big is not one sshkit should rewrite
 SETTLE_SECONDS = (0.3, 0.7)  # the re-check pause after an upload looked right
 BACKOFF_SECONDS = (0.1, 0.6)  # before re-uploading after a lost update
 ALTERNATIVES_HINT = (
@@ -133,7 +134,7 @@ class FolderFile:
 
     def read(self) -> bytes | None:
         try:
-            return self.client.download_file(self.folder, FILE_NAME)
+            return self.client.download_file(self.folder, FILE_NAME, max_size=MAX_FILE_BYTES)
         except NotFoundError:
             return None
 
