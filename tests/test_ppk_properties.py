@@ -1,4 +1,4 @@
-"""Property tests: round trips for every key type, and corrupt input never escapes KeyFormatError."""
+"""Property tests: round trips for every key type; corrupt input only raises KeyFormatError."""
 
 from __future__ import annotations
 
