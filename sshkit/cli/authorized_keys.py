@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from sshkit.services.authorized_keys import KeypairPlan, ListResult, PushResult
 
 _PROFILE = typer.Option("--profile", help="Login profile to use.")
-_FOLDER = typer.Option("--folder", help="The storage folder holding authorized_keys.")
+_FOLDER = typer.Option(
+    "--folder", metavar="FOLDER", help="The storage folder holding authorized_keys."
+)
 
 keys_app = typer.Typer(
     help="Look at the public keys sessions accept.", no_args_is_help=True, rich_markup_mode=None
@@ -37,17 +39,19 @@ def push_authorized_keys(
     pubkey_files: Annotated[
         list[Path] | None,
         typer.Argument(
-            metavar="[PUBKEY_FILE]...",
+            metavar="PUBKEY_FILE",
             help="Public key files (default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub).",
         ),
     ] = None,
     key: Annotated[
-        list[str] | None, typer.Option("--key", help="A public key line to add (repeatable).")
+        list[str] | None,
+        typer.Option("--key", metavar="LINE", help="A public key line to add (repeatable)."),
     ] = None,
     folder: Annotated[str, _FOLDER] = ".ssh",
     to: Annotated[Target, typer.Option("--to", help="Where the keys go.")] = Target.folder,
     session: Annotated[
-        str | None, typer.Option("--session", help="The running session (with --to session).")
+        str | None,
+        typer.Option("--session", metavar="SESSION", help="The running session (--to session)."),
     ] = None,
     remove: Annotated[
         list[str] | None,
@@ -63,6 +67,7 @@ def push_authorized_keys(
 ) -> None:
     """Add your public key(s) to authorized_keys without disturbing what is there.
 
+    \b
     --to folder (default): the `.ssh` storage folder, mounted into new sessions.
     --to session: a running session's ~/.ssh/authorized_keys.
     --to keypair: your keypair's SSH key (uploads the PRIVATE key; asks first).
@@ -175,7 +180,8 @@ def _report(result: PushResult) -> None:
 @keys_app.command("list")
 def list_keys(
     session: Annotated[
-        str | None, typer.Option("--session", help="List a running session's file instead.")
+        str | None,
+        typer.Option("--session", metavar="SESSION", help="List a running session's file instead."),
     ] = None,
     folder: Annotated[str, _FOLDER] = ".ssh",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
