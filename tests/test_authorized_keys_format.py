@@ -247,6 +247,12 @@ def test_accepts_ecdsa_rsa_and_options(rsa_line: str) -> None:
     assert keys[1].options == 'restrict,command="ls -l"'
 
 
+def test_bom_and_crlf_in_a_pub_file_are_tolerated(ed_line: str) -> None:
+    (key,) = ak.parse_new_keys(b"\xef\xbb\xbf" + ed_line.encode() + b"\r\n", source="k.pub")
+    assert key.blob == _blob(ed_line) and key.comment == "alice@laptop"
+    assert ak.merge(b"", [key]).data == ed_line.encode() + b"\n"
+
+
 def test_normalize_fingerprint() -> None:
     fp = ak.fingerprint_sha256(b"x")
     assert ak.normalize_fingerprint(fp) == fp

@@ -316,6 +316,7 @@ def parse_new_keys(data: bytes | str, *, source: str) -> list[KeyEntry]:
     `check_key_policy` refuses (DSA, RSA under 2048 bits, a certificate).
     """
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    text = text.removeprefix("\ufeff")  # editors on Windows add a BOM to .pub files
     if any(marker in text for marker in _PRIVATE_MARKERS):
         raise KeyFormatError(
             f"{source} is a private key; refusing to use it (private keys never go into "
