@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from http import cookiejar
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
+from urllib3.exceptions import InsecureRequestWarning
 
 from sshkit.api.auth import CONTENT_TYPE_EMPTY, CONTENT_TYPE_JSON, format_date, sign_headers
 from sshkit.api.models import (
@@ -185,16 +187,20 @@ class BackendClient:
         stream: bool = False,
     ) -> requests.Response:
         try:
-            return self._http.request(
-                method,
-                url,
-                headers=dict(headers),
-                data=data,
-                timeout=self._timeout,
-                verify=self._verify,
-                stream=stream,
-                allow_redirects=False,
-            )
+            with warnings.catch_warnings():
+                if self._verify is False:
+                    # --insecure was asked for explicitly; the CLI says so once.
+                    warnings.simplefilter("ignore", InsecureRequestWarning)
+                return self._http.request(
+                    method,
+                    url,
+                    headers=dict(headers),
+                    data=data,
+                    timeout=self._timeout,
+                    verify=self._verify,
+                    stream=stream,
+                    allow_redirects=False,
+                )
         except requests.exceptions.SSLError as exc:
             raise NetworkError(
                 f"TLS verification of {self._host_of(url)} failed: {_short_reason(exc)}",

@@ -99,6 +99,8 @@ def login(
         elif not settings.value("secret_key"):
             flags["secret_key"] = typer.prompt("Secret key", hide_input=True)
     settings = resolve_settings(profile, flags=flags)
+    if not settings.verify_tls:
+        typer.echo("sshkit: warning: TLS certificates are not verified (--insecure)", err=True)
     done = account.login(settings, username=flags["username"], password=password)
     who = done.username or done.access_key or "?"
     server = f"manager {done.manager_version}, " if done.manager_version else ""
