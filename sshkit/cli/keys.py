@@ -74,9 +74,14 @@ def to_ppk(
     kdf: Annotated[
         str, typer.Option("--kdf", help="argon2id, argon2i or argon2d (PPK v3 only).")
     ] = "argon2id",
-    argon2_memory: Annotated[int, typer.Option("--argon2-memory", help="KiB.")] = 8192,
-    argon2_passes: Annotated[int, typer.Option("--argon2-passes")] = 21,
-    argon2_parallelism: Annotated[int, typer.Option("--argon2-parallelism")] = 1,
+    argon2_memory: Annotated[
+        int,
+        typer.Option("--argon2-memory", help="Argon2 memory in KiB (PPK v3 with a passphrase)."),
+    ] = 8192,
+    argon2_passes: Annotated[int, typer.Option("--argon2-passes", help="Argon2 passes.")] = 21,
+    argon2_parallelism: Annotated[
+        int, typer.Option("--argon2-parallelism", help="Argon2 lanes.")
+    ] = 1,
     force: _Force = False,
 ) -> None:
     """Convert a private key to PuTTY's PPK format (for PuTTY, WinSCP, FileZilla)."""
