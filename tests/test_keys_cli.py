@@ -184,6 +184,9 @@ def test_usage_errors(tmp_path: Path) -> None:
     assert proc.returncode == ExitCode.USAGE
     assert sshkit("to-ppk", src, "--ppk-version", "4").returncode == ExitCode.USAGE
     assert sshkit("to-ppk", src, "--kdf", "scrypt").returncode == ExitCode.USAGE
+    proc = sshkit("to-ppk", src, "--argon2-memory", "4", "--argon2-parallelism", "1")
+    assert proc.returncode == ExitCode.USAGE
+    assert "Argon2 memory 4 KiB is out of range" in proc.stderr
     assert not (tmp_path / "ed25519.ppk").exists()
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sshkit.cli._app import app
-from sshkit.errors import UsageError
+from sshkit.errors import KeyFormatError, UsageError
 
 if TYPE_CHECKING:
     from sshkit.services.keyconv import PassphraseProvider
@@ -96,6 +97,10 @@ def to_ppk(
     argon2 = Argon2Params(
         keyconv.KDF_NAMES[kdf.lower()], argon2_memory, argon2_passes, argon2_parallelism
     )
+    try:
+        replace(argon2, salt=bytes(16)).check()  # the real salt is drawn by the service
+    except KeyFormatError as exc:
+        raise UsageError(exc.message) from None
     result = keyconv.convert_to_ppk(
         key,
         output,
