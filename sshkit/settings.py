@@ -110,7 +110,7 @@ class Settings:
     """The resolved settings of one profile."""
 
     profile: Setting
-    values: Mapping[str, Setting]
+    values: Mapping[str, Setting] = field(repr=False)  # holds secrets
     config_path: Path
     login_path: Path
     login: StoredLogin | None = field(repr=False)

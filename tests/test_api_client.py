@@ -336,3 +336,19 @@ def test_list_files_normalises_modes() -> None:
     http, _ = fake_session(lambda req: hello() if req.path_url == "/" else Reply(200, listing))
     items = BackendClient(api_conn(), http=http, clock=lambda: NOW).list_files(".ssh")
     assert [i["mode"] for i in items] == [0o644, 0o644]
+
+
+def test_redirects_are_not_followed() -> None:
+    moved = Reply(302, b"", {"Location": "http://elsewhere.example/func/session/x"})
+    http, adapter = fake_session(lambda req: hello() if req.path_url == "/func/" else moved)
+    with pytest.raises(ServerError, match=r"redirects to http://elsewhere\.example") as info:
+        BackendClient(session_conn(), http=http).get_session("x")
+    assert "final URL" in (info.value.hint or "")
+    assert all("elsewhere" not in (r.url or "") for r in adapter.requests)
+
+
+def test_settings_repr_hides_secrets(hermetic_home: object) -> None:
+    from sshkit.settings import resolve_settings
+
+    env = {"BACKEND_ENDPOINT": "http://h", "BACKEND_SECRET_KEY": "s3cr3t-value"}
+    assert "s3cr3t-value" not in repr(resolve_settings(environ=env))

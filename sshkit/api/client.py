@@ -295,7 +295,7 @@ class BackendClient:
         resp = self._send(
             method, url, headers=self._auth_headers(method, rel, ctype), data=body, stream=stream
         )
-        if resp.status_code >= 400:
+        if resp.status_code >= 300:
             raise self.error_for(resp, what or f"{method} {path}")
         return resp
 
@@ -335,6 +335,14 @@ class BackendClient:
         if msg is None and isinstance(prob.get("details"), str):
             msg = prob["details"]
         error_type = prob.get("type") if isinstance(prob.get("type"), str) else None
+        if 300 <= status < 400:
+            # Not followed: the session id header would go wherever the redirect points.
+            target = resp.headers.get("Location", "elsewhere")
+            return ServerError(
+                f"{what} failed: the server redirects to {target}",
+                status=status,
+                hint="use the final URL as the endpoint",
+            )
         detail = title or resp.reason or "error"
         if msg and msg != title:
             detail = f"{detail} ({msg})"
@@ -374,7 +382,7 @@ class BackendClient:
         headers.pop(SESSION_ID_HEADER, None)  # log in anonymously, like the official client
         body = jsonlib.dumps({"username": username, "password": password}).encode()
         resp = self._send("POST", url, headers=headers, data=body)
-        if resp.status_code >= 400:
+        if resp.status_code >= 300:
             raise self.error_for(resp, "login")
         data = _problem(resp)
         if data.get("authenticated") is not True:
@@ -409,7 +417,7 @@ class BackendClient:
         """Session mode: `POST /server/logout`. Raises the mapped error on failure."""
         url, rel = self._url("/server/logout")
         resp = self._send("POST", url, headers=self._auth_headers("POST", rel, CONTENT_TYPE_EMPTY))
-        if resp.status_code >= 400:
+        if resp.status_code >= 300:
             raise self.error_for(resp, "logout")
 
     # ------------------------------------------------------------------ identity
@@ -599,7 +607,7 @@ class BackendClient:
                 },
                 data=chunk,
             )
-            if resp.status_code >= 400:
+            if resp.status_code >= 300:
                 raise self.error_for(resp, what)
             reported = resp.headers.get("Upload-Offset", "")
             offset = int(reported) if reported.isdigit() else offset + len(chunk)
@@ -622,7 +630,7 @@ class BackendClient:
         download_url = _with_query(url, {"token": token})
         resp = self._send("GET", download_url, headers={"User-Agent": USER_AGENT}, stream=True)
         with resp:
-            if resp.status_code >= 400:
+            if resp.status_code >= 300:
                 raise self.error_for(resp, what)
             body = b""
             for chunk in resp.iter_content(256 * 1024):

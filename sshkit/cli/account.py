@@ -84,6 +84,8 @@ def login(
     if settings.values["endpoint_type"].source == "default" and username:
         flags["endpoint_type"] = "session"
     if (flags["endpoint_type"] or settings.value("endpoint_type")) == "session":
+        if password_stdin and not settings.value("username"):
+            raise UsageError("--password-stdin needs --username (stdin holds the password)")
         flags["username"] = settings.value("username") or typer.prompt("User name")
         if password_stdin:
             password = _read_secret_from_stdin("password")
