@@ -159,18 +159,19 @@ def forward(
         report=report,
     )
     bound_host, bound_port = forwarder.bind()
-    if forwarder.fell_back:
-        sys.stderr.write(
-            f"sshkit: warning: port {port} is in use; listening on port {bound_port} instead\n"
-        )
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    sys.stdout.write(
-        f"Forwarding {shown}:{bound_port} to {app} of session {session!r}. Press Ctrl-C to stop.\n"
-        f"Connect with: ssh -p {bound_port} USER@{bound_host}\n"
-    )
-    sys.stdout.flush()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: forwarder.stop())
     try:
+        if forwarder.fell_back:
+            sys.stderr.write(
+                f"sshkit: warning: port {port} is in use; listening on port {bound_port} instead\n"
+            )
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        sys.stdout.write(
+            f"Forwarding {shown}:{bound_port} to {app} of session {session!r}."
+            " Press Ctrl-C to stop.\n"
+            f"Connect with: ssh -p {bound_port} USER@{bound_host}\n"
+        )
+        sys.stdout.flush()
         forwarder.serve()
     except KeyboardInterrupt:
         pass
