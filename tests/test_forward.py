@@ -1,4 +1,4 @@
-"""`sshkit forward`: the listener against a local websocket server, then real ssh via the emulator."""
+"""`sshkit forward`: the listener against a local websocket server, then real ssh (emulator)."""
 
 from __future__ import annotations
 
