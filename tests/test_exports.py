@@ -203,6 +203,8 @@ def test_putty_refuses_non_ascii_name_and_control_characters() -> None:
         fmt.render_putty_reg(REG_TEMPLATE, session(key_file="C:\\a\nb.ppk"))
     with pytest.raises(UsageError, match="out of range"):
         fmt.render_putty_reg(REG_TEMPLATE, session(port=0))
+    with pytest.raises(UsageError, match="bracket"):
+        fmt.render_putty_reg(REG_TEMPLATE, session(name="[gpu]"))
 
 
 def test_putty_keepalive_split_into_minutes_and_seconds() -> None:
@@ -287,9 +289,11 @@ def test_winscp_munge_round_trip(value: str) -> None:
     assert fmt.winscp_unmunge(munged) == value
 
 
-def test_winscp_refuses_control_characters() -> None:
+def test_winscp_refuses_control_characters_and_brackets() -> None:
     with pytest.raises(UsageError):
         fmt.render_winscp_ini(INI_TEMPLATE, session(user="wo\nrk"))
+    with pytest.raises(UsageError, match="bracket"):
+        fmt.render_winscp_ini(INI_TEMPLATE, session(name="a]b"))
 
 
 # --- FileZilla -------------------------------------------------------------------

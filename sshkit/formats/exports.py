@@ -86,6 +86,15 @@ def _check_text(what: str, value: str) -> None:
         raise UsageError(f"the {what} contains a control character (such as a newline)")
 
 
+def _check_brackets(what: str, name: str) -> None:
+    # The name ends up inside a `[section]` line (regedit, WinSCP.ini), which
+    # neither program escapes.
+    if "[" in name or "]" in name:
+        raise UsageError(
+            f"the {what} name {name!r} contains a bracket", hint="choose another name with --alias"
+        )
+
+
 def _check_port(port: int) -> None:
     if not 1 <= port <= 65535:
         raise UsageError(f"port {port} is out of range (1-65535)")
@@ -192,6 +201,7 @@ def putty_session_key(name: str) -> str:
             f"the PuTTY session name {name!r} is not ASCII",
             hint="choose an ASCII name with --alias",
         )
+    _check_brackets("PuTTY session", name)
     out: list[str] = []
     for i, ch in enumerate(name):
         if ch in " \\*?%" or ord(ch) < 0x20 or ord(ch) > 0x7E or (ch == "." and i == 0):
@@ -293,6 +303,7 @@ def render_winscp_ini(template: str, session: ProxySession) -> str:
         if not value:
             raise UsageError(f"the WinSCP {what} is empty")
         _check_text(what, value)
+    _check_brackets("WinSCP site", session.name)
     _check_text("user name", session.user)
     _check_text("key path", session.key_file)
     keepalive = max(0, session.keepalive_seconds)
