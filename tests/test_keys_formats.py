@@ -225,3 +225,26 @@ def test_openssh_unsupported_cipher_is_explained() -> None:
     )
     with pytest.raises(KeyFormatError, match="unsupported cipher 'aes256-xyz'"):
         load_private_key(armored, PASSPHRASE)
+
+
+@needs_ssh_keygen
+@pytest.mark.parametrize("kind", ["ed25519", "ecdsa"])
+def test_every_cipher_ssh_keygen_offers_loads_with_its_comment(tmp_path: Path, kind: str) -> None:
+    assert SSH_KEYGEN is not None
+    ciphers = subprocess.run(
+        ["ssh", "-Q", "cipher"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "chacha20-poly1305@openssh.com" in ciphers
+    for cipher in ciphers:
+        path = tmp_path / f"{kind}-{cipher}"
+        subprocess.run(
+            [SSH_KEYGEN, "-q", "-t", kind, "-a", "2", "-Z", cipher, "-N", "pass-phrase",
+             "-C", f"via {cipher}", "-f", str(path)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        data = path.read_bytes()
+        key = load_private_key(data, b"pass-phrase")
+        pub = parse_public_line((tmp_path / f"{kind}-{cipher}.pub").read_text())
+        assert (key.public_blob, key.comment) == (pub.blob, f"via {cipher}"), cipher
+        with pytest.raises(PassphraseError, match="wrong passphrase"):
+            load_private_key(data, b"pass-phrasE")

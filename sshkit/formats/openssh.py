@@ -1,10 +1,10 @@
 """OpenSSH `openssh-key-v1` private keys: reader and writer that keep the comment.
 
 `cryptography` parses this format but drops the comment and cannot write one,
-so the container is handled here (spec §5.1). Ciphers read: none, aes{128,192,256}-ctr,
-aes{128,192,256}-cbc, aes{128,256}-gcm@openssh.com; written: none or aes256-ctr
-(what ssh-keygen writes). KDF: bcrypt. Randomness (check int, KDF salt) is
-passed in by the caller.
+so the container is handled here (spec §5.1). Ciphers read: every one
+`ssh-keygen -Z` offers (none, aes{128,192,256}-ctr/-cbc, aes{128,256}-gcm,
+chacha20-poly1305, 3des-cbc); written: none or aes256-ctr (ssh-keygen's default).
+KDF: bcrypt. Randomness (check int, KDF salt) is passed in by the caller.
 """
 
 from __future__ import annotations
@@ -52,7 +52,10 @@ CIPHERS: dict[str, tuple[int, int, int, str]] = {
     "aes256-cbc": (32, 16, 16, "cbc"),
     "aes128-gcm@openssh.com": (16, 12, 16, "gcm"),
     "aes256-gcm@openssh.com": (32, 12, 16, "gcm"),
+    "chacha20-poly1305@openssh.com": (64, 0, 8, "chachapoly"),
+    "3des-cbc": (24, 8, 8, "3des"),
 }
+_AEAD = ("gcm", "chachapoly")
 # ssh-keygen writes 16 (24 since 9.4); `-a 100` is common advice. Far beyond that the KDF
 # takes minutes to hours, so a larger count is treated as corruption rather than work.
 MAX_BCRYPT_ROUNDS = 4096
@@ -86,7 +89,7 @@ class _Container:
             raise KeyFormatError(f"{WHAT} holds {nkeys} keys; exactly one is supported")
         self.public_blob = r.string()
         self.private = r.string()
-        self.tag = r.raw(16) if CIPHERS.get(self.cipher, (0, 0, 0, ""))[3] == "gcm" else b""
+        self.tag = r.raw(16) if CIPHERS.get(self.cipher, (0, 0, 0, ""))[3] in _AEAD else b""
         r.expect_end()
         if self.cipher not in CIPHERS:
             raise KeyFormatError(
@@ -145,9 +148,44 @@ def _decrypt(c: _Container, passphrase: bytes) -> bytes:
             return AESGCM(key).decrypt(iv, c.private + c.tag, None)
         except InvalidTag:
             raise PassphraseError("wrong passphrase") from None
+    if mode == "chachapoly":
+        return _chachapoly_decrypt(key, c.private, c.tag)
+    if mode == "3des":
+        import warnings
+
+        from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dec = Cipher(TripleDES(key), modes.CBC(iv)).decryptor()
+        return dec.update(c.private) + dec.finalize()
     m = modes.CTR(iv) if mode == "ctr" else modes.CBC(iv)
     dec = Cipher(algorithms.AES(key), m).decryptor()
     return dec.update(c.private) + dec.finalize()
+
+
+def _chachapoly_decrypt(key: bytes, data: bytes, tag: bytes) -> bytes:
+    """OpenSSH's chacha20-poly1305 (PROTOCOL.chacha20poly1305) with sequence number 0.
+
+    The first 32 key bytes are the main key (the header key is unused: no length
+    field here). Poly1305 key = ChaCha20 block 0; the data uses blocks 1 onwards.
+    """
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+    from cryptography.hazmat.primitives.poly1305 import Poly1305
+
+    nonce = bytes(8)  # the 64-bit big-endian sequence number, 0 for key files
+
+    def stream(counter: int) -> Cipher[None]:
+        # OpenSSL's 16-byte ChaCha20 IV is the block counter (little-endian) then the nonce.
+        return Cipher(algorithms.ChaCha20(key[:32], counter.to_bytes(8, "little") + nonce), None)
+
+    poly_key = stream(0).encryptor().update(bytes(32))
+    try:
+        Poly1305.verify_tag(poly_key, data, tag)
+    except InvalidSignature:
+        raise PassphraseError("wrong passphrase") from None
+    return stream(1).decryptor().update(data)
 
 
 def _read_params(r: Reader, key_type: str) -> KeyParams:
