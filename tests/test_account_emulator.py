@@ -331,3 +331,27 @@ def test_session_id_never_reaches_another_endpoint(
     for entry in log:
         blob = json.dumps(entry)
         assert sid not in blob, entry
+
+
+@pytest.mark.parametrize("kind", ["symlink", "directory"])
+def test_unsafe_id_container_in_the_session_is_refused(
+    emulator_factory: EmulatorFactory, hermetic_home: Path, kind: str
+) -> None:
+    """The emulator tars what the session home holds, as Docker would: a symlinked
+    or directory `id_container` arrives as a link member or several members."""
+    emu = emulator_factory(server_version="26.3")
+    name = f"unsafe-{kind}"
+    emu.hook("POST", "sessions", {"name": name})
+    try:
+        key = session_home(emu, name) / "id_container"
+        key.unlink()
+        if kind == "symlink":
+            key.symlink_to("/etc/passwd")
+        else:
+            key.mkdir()
+            (key / "inner").write_text("x")
+        proc = sshkit("fetch-key", name, env=api_env(emu))
+        assert_one_error_line(proc, ExitCode.UNSAFE_DOWNLOAD, "archive")
+        assert not (hermetic_home / ".ssh").exists()
+    finally:
+        emu.hook("DELETE", f"sessions/{name}")
