@@ -355,3 +355,53 @@ def test_unsafe_id_container_in_the_session_is_refused(
         assert not (hermetic_home / ".ssh").exists()
     finally:
         emu.hook("DELETE", f"sessions/{name}")
+
+
+def test_interactive_password_prompt_does_not_echo(emulator: Emulator, hermetic_home: Path) -> None:
+    from typer.testing import CliRunner
+
+    import sshkit.cli
+    from sshkit.cli._app import app
+
+    sshkit.cli._register_commands()
+    result = CliRunner().invoke(
+        app,
+        ["login", "--endpoint", emulator.webserver_url, "--username", emulator.username],
+        input=emulator.password + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "Password:" in result.output
+    assert emulator.password not in result.output
+    assert "session mode" in result.output  # --username alone implies session mode
+
+
+def test_api_login_with_access_key_flag_and_secret_on_stdin(
+    emulator: Emulator, hermetic_home: Path
+) -> None:
+    proc = sshkit(
+        "login",
+        "--endpoint",
+        emulator.manager_url,
+        "--endpoint-type",
+        "api",
+        "--access-key",
+        emulator.access_key,
+        "--password-stdin",
+        stdin=emulator.secret_key + "\n",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert emulator.secret_key not in proc.stdout + proc.stderr
+    who = sshkit("whoami")
+    assert who.returncode == 0 and "(api mode)" in who.stdout
+
+
+def test_logout_forgets_the_login_even_if_the_server_is_gone(
+    emulator_factory: EmulatorFactory, hermetic_home: Path
+) -> None:
+    emu = emulator_factory(fresh=True)
+    assert session_login(emu).returncode == 0
+    emu.stop()
+    proc = sshkit("logout")
+    assert proc.returncode == 0
+    assert "sshkit: warning: the server session was not ended" in proc.stderr
+    assert not (hermetic_home / ".local" / "state" / "sshkit" / "logins" / "default.json").exists()
