@@ -7,6 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sshkit.credentials import StoredLogin, delete_login, login_path, read_login, write_login
 from sshkit.errors import ConfigError, NotLoggedInError
@@ -247,3 +249,22 @@ def test_dotenv_is_never_loaded(
     )
     monkeypatch.chdir(tmp_path)
     assert resolve_settings().value("endpoint") is None
+
+
+@given(
+    scheme=st.sampled_from(["http", "https", "HTTP", "Https"]),
+    host=st.from_regex(
+        r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,20}[a-zA-Z0-9])?(\.[a-z]{2,5}){0,2}", fullmatch=True
+    ),
+    port=st.one_of(st.none(), st.integers(1, 65535)),
+    path=st.from_regex(r"(/[a-z0-9_-]{1,8}){0,3}/?", fullmatch=True),
+)
+def test_normalize_endpoint_is_idempotent(
+    scheme: str, host: str, port: int | None, path: str
+) -> None:
+    url = f"{scheme}://{host}{'' if port is None else f':{port}'}{path}"
+    once = normalize_endpoint(url)
+    assert normalize_endpoint(once) == once
+    assert once == once.lower() or path != path.lower()
+    assert not once.endswith("/")
+    assert ":80/" not in once + "/" or once.startswith("https")
