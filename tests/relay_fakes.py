@@ -22,10 +22,12 @@ import json
 import queue
 import re
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from websockets.datastructures import Headers
@@ -55,6 +57,7 @@ def _session(path: str) -> str:
 class FakeTunnelServer:
     host: str = "127.0.0.1"
     port: int = 0
+    ssl_context: ssl.SSLContext | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     connections: int = 0
 
@@ -62,8 +65,10 @@ class FakeTunnelServer:
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def url(self, session: str) -> str:
-        return f"ws://{self.host}:{self.port}/stream/session/{session}/tcpproxy?app=sshd"
+    def url(self, session: str, host: str | None = None) -> str:
+        scheme = "wss" if self.ssl_context else "ws"
+        where = f"{host or self.host}:{self.port}"
+        return f"{scheme}://{where}/stream/session/{session}/tcpproxy?app=sshd"
 
     def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         self.requests.append({"path": request.path, "headers": dict(request.headers.raw_items())})
@@ -128,6 +133,7 @@ class FakeTunnelServer:
             process_request=self.process_request,
             compression=None,
             max_size=None,
+            ssl=self.ssl_context,
         )
         self.port = server.socket.getsockname()[1]
         thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -137,6 +143,48 @@ class FakeTunnelServer:
         finally:
             server.shutdown()
             thread.join(10)
+
+
+def self_signed_cert(directory: Path, hostname: str = "localhost") -> tuple[Path, Path]:
+    """A throw-away certificate for `hostname` (and 127.0.0.1): (cert.pem, key.pem)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(hostname), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
 
 
 @contextmanager

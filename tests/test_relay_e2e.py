@@ -341,3 +341,28 @@ def test_signal_closes_cleanly(api_client: Client, signum: int) -> None:
     _, err = relay.communicate(timeout=10)
     assert relay.returncode == 0, err.decode()
     assert err == b""
+
+
+def test_other_app_and_half_close(api_client: Client) -> None:
+    # A session with the emulator's test-only `echo` app: stdout holds exactly the
+    # echoed bytes; closing stdin ends the relay cleanly.
+    name = f"relay-echo-{os.getpid()}"
+    api_client.emu.hook("POST", "sessions", {"name": name, "apps": ["echo"]})
+    try:
+        payload = os.urandom(3 << 20)
+        with relay_process(api_client, name, "--app", "echo") as relay:
+            assert relay.stdin and relay.stdout and relay.stderr
+            relay.stdin.write(payload)
+            relay.stdin.flush()
+            echoed = b""
+            while len(echoed) < len(payload):
+                chunk = relay.stdout.read1(1 << 20)
+                assert chunk, "the relay ended early"
+                echoed += chunk
+            relay.stdin.close()
+            assert relay.stdout.read() == b""
+            assert relay.wait(10) == 0
+            assert relay.stderr.read() == b""
+        assert echoed == payload
+    finally:
+        api_client.emu.hook("DELETE", f"sessions/{name}")

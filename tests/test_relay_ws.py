@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import os
+import ssl
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from sshkit.errors import AuthError, NetworkError, NotFoundError, RelayError, ServerError
-from sshkit.relay.pump import Pump
+from sshkit.relay.pump import CloseInfo, Pump
 from sshkit.relay.ws import TunnelTarget, close_error, open_channel
-from tests.relay_fakes import FakeTunnelServer, MemorySink, MemorySource, stalled_listener
+from tests.relay_fakes import (
+    FakeTunnelServer,
+    MemorySink,
+    MemorySource,
+    self_signed_cert,
+    stalled_listener,
+)
 
 
 @pytest.fixture
@@ -155,3 +163,28 @@ def test_proxy_environment_is_honoured(
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
         channel = open_channel(server.url("echo"), {}, TunnelTarget("echo"), timeout=5)
         channel.abort()
+
+
+def test_tls_is_verified(tmp_path: Path) -> None:
+    cert, key = self_signed_cert(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    with FakeTunnelServer(ssl_context=context).running() as server:
+        url = server.url("echo", host="localhost")
+        with pytest.raises(NetworkError) as info:
+            open_channel(url, {}, TunnelTarget("echo"), timeout=5)
+        assert "TLS certificate of localhost could not be verified" in info.value.message
+        # With the CA bundle of the connection, the same server is trusted.
+        channel = open_channel(url, {}, TunnelTarget("echo"), timeout=5, ca_bundle=str(cert))
+        channel.send(b"over tls")
+        assert channel.recv() == b"over tls"
+        channel.abort()
+        # Verification can be turned off explicitly (`--insecure`).
+        channel = open_channel(url, {}, TunnelTarget("echo"), timeout=5, verify_tls=False)
+        channel.abort()
+
+
+def test_keepalive_timeout_message() -> None:
+    error = close_error(CloseInfo(None, "keepalive ping timeout"), TunnelTarget("s"))
+    assert error is not None
+    assert error.message == "the server stopped answering (no pong for 20 s)"

@@ -18,6 +18,8 @@ from sshkit.relay.pump import Buffer
 # 16 MiB (manager.max-wsmsg-size), so stay well below that.
 DEFAULT_CHUNK = 1 << 20
 
+_readv = getattr(os, "readv", None)
+
 
 def grow_pipe(fd: int, size: int = DEFAULT_CHUNK) -> None:
     """Grow the pipe behind `fd` to `size` bytes (Linux), so one read or write moves more.
@@ -58,8 +60,10 @@ class FdSource:
         self._buffer = bytearray(chunk)
         self._view = memoryview(self._buffer)
 
-    def read(self) -> memoryview:
-        return self._view[: os.readv(self.fd, [self._buffer])]
+    def read(self) -> Buffer:
+        if _readv is None:  # pragma: no cover - Windows has no readv
+            return os.read(self.fd, len(self._buffer))
+        return self._view[: _readv(self.fd, [self._buffer])]
 
 
 class FdSink:
