@@ -366,3 +366,11 @@ def test_other_app_and_half_close(api_client: Client) -> None:
         assert echoed == payload
     finally:
         api_client.emu.hook("DELETE", f"sessions/{name}")
+
+
+def test_dropbear_session(emulator_factory: EmulatorFactory, tmp_path: Path) -> None:
+    # Real sessions run dropbear, not OpenSSH.
+    client = make_client(emulator_factory(sshd="dropbear"), "api", tmp_path)
+    proc = client.run(client.ssh(client.emu.session, "echo via-dropbear"))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == b"via-dropbear\n"
