@@ -74,14 +74,14 @@ class Forwarder:
     fallback: bool = True
     log: RelayLog | None = None
     report: Callable[[SshkitError], object] | None = None
-    address: tuple[str, int] = ("", 0)
-    fell_back: bool = False
-    connections: int = 0
-    _sock: socket.socket | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _active: dict[int, tuple[socket.socket, Pump | None]] = field(default_factory=dict)
-    _threads: list[threading.Thread] = field(default_factory=list)
+    address: tuple[str, int] = field(default=("", 0), init=False)
+    fell_back: bool = field(default=False, init=False)
+    connections: int = field(default=0, init=False)
+    _sock: socket.socket | None = field(default=None, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _active: dict[int, tuple[socket.socket, Pump | None]] = field(default_factory=dict, init=False)
+    _threads: list[threading.Thread] = field(default_factory=list, init=False)
 
     def bind(self) -> tuple[str, int]:
         """Listen on host:port, or on a free port when that one is busy and fallback is on.
