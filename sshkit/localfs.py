@@ -32,20 +32,32 @@ def read_bytes_if_exists(path: Path) -> bytes | None:
 
 
 def ensure_private_dir(path: Path, mode: int = 0o700) -> bool:
-    """Create `path` (and parents) with `mode` when missing; return True if created.
+    """Create `path` and each missing parent with `mode`; return True if `path` was created.
 
-    An existing directory is left as it is (fixing modes is `fix-perms`' job).
-    Raises LocalFileError when it cannot be created.
+    Every directory created gets `mode` exactly (mkdir's own `parents=True` would
+    give the parents the umask's mode, and `~/.ssh` must not end up 0755).
+    Existing directories are left as they are (fixing modes is `fix-perms`' job).
+    Raises LocalFileError when a directory cannot be created.
     """
     if path.is_dir():
         return False
-    try:
-        path.mkdir(parents=True, mode=mode)
-        os.chmod(path, mode)  # mkdir's mode is filtered by the umask
-    except FileExistsError:
-        return False
-    except OSError as exc:
-        raise LocalFileError(f"cannot create directory {path}: {exc.strerror}") from None
+    missing: list[Path] = []
+    probe = path
+    while not probe.is_dir() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for item in reversed(missing):
+        try:
+            item.mkdir(mode=mode)
+        except FileExistsError:
+            if not item.is_dir():
+                raise LocalFileError(
+                    f"cannot create directory {item}: a file is in the way"
+                ) from None
+            continue
+        except OSError as exc:
+            raise LocalFileError(f"cannot create directory {item}: {exc.strerror}") from None
+        os.chmod(item, mode)  # mkdir's mode is filtered by the umask
     return True
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sshkit.api.client import BackendClient
-from sshkit.api.session_upload import MAX_FILE_SIZE, upload_session_file
+from sshkit.api.session_upload import MAX_FILE_SIZE
 from sshkit.errors import NotFoundError, RejectedError, ServerError, UsageError
 from sshkit.settings import Connection, load_connection
 from tests.emulator_fixture import Emulator, EmulatorFactory
@@ -63,7 +63,7 @@ def raw_upload(client: BackendClient, session: str, parts: list[tuple[str, bytes
 
 def test_new_file_lands_in_home_with_agent_modes(emulator: Emulator, session: str) -> None:
     client = api_client(emulator)
-    upload_session_file(client, session, "notes/deep/a.txt", b"hello\n")
+    client.upload_session_file(session, "notes/deep/a.txt", b"hello\n")
     home = session_home(emulator, session)
     target = home / "notes" / "deep" / "a.txt"
     assert target.read_bytes() == b"hello\n"
@@ -77,7 +77,7 @@ def test_existing_file_keeps_its_mode(emulator: Emulator, session: str) -> None:
     client = api_client(emulator)
     path = session_home(emulator, session) / ".ssh" / "authorized_keys"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    upload_session_file(client, session, ".ssh/authorized_keys", b"# replaced\n")
+    client.upload_session_file(session, ".ssh/authorized_keys", b"# replaced\n")
     assert path.read_bytes() == b"# replaced\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
@@ -91,12 +91,12 @@ def test_limits_and_errors_match_the_server(emulator: Emulator, session: str) ->
     with pytest.raises(RejectedError, match="Too large file"):
         raw_upload(client, session, [("big", b"b" * (1024 * 1024))])
     with pytest.raises(ServerError, match="outside /home/work"):
-        upload_session_file(client, session, "../escape", b"x")
+        client.upload_session_file(session, "../escape", b"x")
     assert not (session_home(emulator, session).parent / "escape").exists()
     with pytest.raises(NotFoundError):
-        upload_session_file(client, "no-such-session", "a", b"x")
+        client.upload_session_file("no-such-session", "a", b"x")
     with pytest.raises(UsageError, match="under 1 MiB"):
-        upload_session_file(client, session, "big", b"b" * (MAX_FILE_SIZE + 1))
+        client.upload_session_file(session, "big", b"b" * (MAX_FILE_SIZE + 1))
 
 
 def test_session_mode_goes_through_the_webserver(emulator_factory: EmulatorFactory) -> None:
@@ -117,7 +117,7 @@ def test_session_mode_goes_through_the_webserver(emulator_factory: EmulatorFacto
     login = BackendClient.from_connection(conn).login(emu.username, emu.password)
     client = BackendClient.from_connection(dataclasses.replace(conn, session_id=login.session_id))
     emu.hook("DELETE", "requests")
-    upload_session_file(client, name, "from-web.txt", b"via /func\n")
+    client.upload_session_file(name, "from-web.txt", b"via /func\n")
     assert (session_home(emu, name) / "from-web.txt").read_bytes() == b"via /func\n"
     paths = [r["path"] for r in emu.hook("GET", "requests")]
     assert f"/func/session/{name}/upload" in paths

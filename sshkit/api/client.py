@@ -42,6 +42,7 @@ from sshkit.errors import (
     RejectedError,
     ServerError,
     UnsafeDownloadError,
+    UsageError,
 )
 from sshkit.settings import Connection
 
@@ -521,6 +522,30 @@ class BackendClient:
 
         content_type, body = self.download_session_archive(name, path)
         return parse_session_download(content_type, body, path)
+
+    def upload_session_file(self, name: str, path: str, data: bytes) -> None:
+        """Write `data` to `path` (relative to /home/work) in the running session `name`.
+
+        `POST /session/{name}/upload`, one multipart part (see
+        `sshkit.api.session_upload`). The file is replaced; an existing file keeps
+        its mode on the server. Raises UsageError for a file the server would
+        refuse as too large, NotFoundError for an unknown session, RejectedError /
+        ServerError for refusals and agent-side failures, NetworkError.
+        """
+        from sshkit.api.session_upload import MAX_FILE_SIZE, SIGNED_CONTENT_TYPE, multipart_body
+
+        if len(data) > MAX_FILE_SIZE:
+            raise UsageError(
+                f"{path} would be {len(data)} bytes; session uploads must be under 1 MiB"
+            )
+        what = f"uploading {path} to session {name!r}"
+        url, rel = self._url(f"/session/{quote(name, safe='')}/upload")
+        body, boundary = multipart_body(path, data)
+        headers = self._auth_headers("POST", rel, SIGNED_CONTENT_TYPE)
+        headers["Content-Type"] = f"{SIGNED_CONTENT_TYPE}; boundary={boundary}"
+        resp = self._send("POST", url, headers=headers, data=body)
+        if resp.status_code >= 400:
+            raise self.error_for(resp, what)
 
     # ------------------------------------------------------------------- folders
 

@@ -405,7 +405,13 @@ def comment_from_bytes(raw: bytes) -> str:
 
 
 def comment_to_bytes(comment: str) -> bytes:
-    return comment.encode("utf-8", "surrogateescape")
+    """Raises KeyFormatError for text no file could hold (a lone UTF-16 surrogate)."""
+    try:
+        return comment.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise KeyFormatError(
+            "the key comment is not valid text (it cannot be encoded as UTF-8)"
+        ) from None
 
 
 def from_cryptography(key: PrivateKeyTypes) -> KeyParams:

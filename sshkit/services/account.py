@@ -300,18 +300,6 @@ def _backup_path(path: Path) -> Path:
     return candidate
 
 
-def _ensure_private_dirs(directory: Path) -> None:
-    """Create `directory` and each missing parent with mode 0700 (mkdir's `parents`
-    would give the parents the umask's mode, and `~/.ssh` must not be 0755)."""
-    missing: list[Path] = []
-    probe = directory
-    while not probe.exists() and probe != probe.parent:
-        missing.append(probe)
-        probe = probe.parent
-    for item in reversed(missing):
-        localfs.ensure_private_dir(item, 0o700)
-
-
 def fetch_container_key(
     conn: Connection,
     session: str,
@@ -334,7 +322,7 @@ def fetch_container_key(
     fingerprint, key_type, bits = _describe_key(data)
     if path.is_dir():
         raise LocalFileError(f"{path} is a directory", hint="pass a file name with -o")
-    _ensure_private_dirs(path.parent)
+    localfs.ensure_private_dir(path.parent, 0o700)
     existing = localfs.read_bytes_if_exists(path)
     if existing == data:
         if os.name != "nt":

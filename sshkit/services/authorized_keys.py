@@ -164,9 +164,7 @@ class SessionFile:
             return None
 
     def write(self, data: bytes) -> None:
-        from sshkit.api.session_upload import upload_session_file
-
-        upload_session_file(self.client, self.session, SESSION_PATH, data)
+        self.client.upload_session_file(self.session, SESSION_PATH, data)
 
 
 # --- results ---------------------------------------------------------------------------------
