@@ -469,7 +469,7 @@ class BackendClient:
         read up to a size cap. Raises NotFoundError (session or file missing),
         UnsafeDownloadError (too large), and the other mapped errors.
         """
-        from sshkit.formats.download import MAX_BODY_SIZE
+        from sshkit.api.download import MAX_BODY_SIZE
 
         what = f"downloading {path} from session {name!r}"
         api_path = f"/session/{quote(name, safe='')}/download"
@@ -518,7 +518,7 @@ class BackendClient:
         Raises UnsafeDownloadError for anything but one regular file of at most
         1 MiB named as requested, plus the errors of `download_session_archive`.
         """
-        from sshkit.formats.download import parse_session_download
+        from sshkit.api.download import parse_session_download
 
         content_type, body = self.download_session_archive(name, path)
         return parse_session_download(content_type, body, path)
