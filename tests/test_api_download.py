@@ -1,4 +1,4 @@
-"""The defensive multipart/tar parser of session downloads (sshkit.formats.download)."""
+"""The defensive multipart/tar parser of session downloads (sshkit.api.download)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sshkit.errors import UnsafeDownloadError
-from sshkit.formats.download import (
+from sshkit.api.download import (
     MAX_MEMBER_SIZE,
     extract_single_file,
     parse_multipart,
