@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sshkit.errors import UnsafeDownloadError
 from sshkit.api.download import (
     MAX_MEMBER_SIZE,
     extract_single_file,
     parse_multipart,
     parse_session_download,
 )
+from sshkit.errors import UnsafeDownloadError
 
 KEY = b"-----BEGIN RSA PRIVATE KEY-----\nMIIE...\n-----END RSA PRIVATE KEY-----\n"
 BOUNDARY = "0123456789abcdef"

@@ -71,3 +71,16 @@ def test_importing_cli_stays_light() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_help_order_names_existing_command_modules() -> None:
+    import pkgutil
+
+    import sshkit.cli
+
+    modules = {i.name for i in pkgutil.iter_modules(sshkit.cli.__path__)}
+    assert set(sshkit.cli._HELP_ORDER) <= modules
+    proc = run_cli("--help")
+    listed = [line.split()[0] for line in proc.stdout.split("Commands:")[1].splitlines() if line]
+    assert listed[:3] == ["login", "logout", "whoami"]
+    assert listed.index("setup-vscode") < listed.index("relay") < listed.index("to-ppk")

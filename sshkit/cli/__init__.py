@@ -25,14 +25,32 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# The order `sshkit --help` lists the commands in: the way a user meets them.
+# Modules not named here follow in alphabetical order.
+_HELP_ORDER = (
+    "account",
+    "vscode",
+    "oneshot",
+    "relay",
+    "fetch",
+    "keys",
+    "authorized_keys",
+    "export",
+    "hosts",
+    "doctor",
+    "config",
+)
+
+
 def _register_commands() -> None:
     """Import every public module of this package: each adds its commands to `app`."""
     import importlib
     import pkgutil
 
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
+    names = sorted(i.name for i in pkgutil.iter_modules(__path__) if not i.name.startswith("_"))
+    rank = {name: i for i, name in enumerate(_HELP_ORDER)}
+    for name in sorted(names, key=lambda n: (rank.get(n, len(rank)), n)):
+        importlib.import_module(f"{__name__}.{name}")
 
 
 def main() -> None:
