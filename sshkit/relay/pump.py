@@ -8,7 +8,8 @@ anything else here.
 
 Rules:
 
-* upstream (source → channel): every chunk the source returns is one message.
+* upstream (source → channel): every chunk the source returns is one `send` (the
+  channel may cut it into several messages).
   End of the source (``b""``) is a *half-close*: the channel is told that nothing
   more will be sent (`Channel.close_send`), and the downstream direction keeps
   draining until the channel closes.
@@ -84,7 +85,10 @@ class Channel(Protocol):
     """A bidirectional message channel (a websocket)."""
 
     def send(self, data: Buffer) -> None:
-        """Send one binary message (before returning); raise ChannelClosed once closed."""
+        """Send `data` as one or more binary messages (before returning).
+
+        Raise ChannelClosed once closed.
+        """
         ...
 
     def recv(self) -> bytes | None:

@@ -25,8 +25,8 @@ def grow_pipe(fd: int, size: int = DEFAULT_CHUNK) -> None:
     """Grow the pipe behind `fd` to `size` bytes (Linux), so one read or write moves more.
 
     ssh talks to its ProxyCommand through pipes of 64 KiB; with 1 MiB pipes the relay
-    makes far fewer system calls and sends bigger frames. Not a pipe, not Linux, or
-    over the system limit: nothing happens.
+    makes far fewer system calls. Not a pipe, not Linux, or over the system limit:
+    nothing happens.
     """
     if sys.platform != "linux":
         return

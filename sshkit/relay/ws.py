@@ -44,6 +44,13 @@ CLOSE_TIMEOUT = 5.0
 MAX_MESSAGE = 16 << 20
 # Messages buffered before the reader thread stops reading the socket.
 MAX_QUEUE = 16
+# Largest message we send; bigger chunks go out as several messages (SSH is a byte
+# stream, so message boundaries carry no meaning). The server forwards a message to
+# sshd only once all of it arrived, and `websockets` holds its connection lock
+# through the whole `sendall` of a frame, which keeps its reader thread (and so
+# sshd's window adjustments) waiting. With 1 MiB messages uploads were 10-20%
+# slower than with 64 or 128 KiB ones (bench/relay, 2 CPUs).
+SEND_FRAME = 128 << 10
 
 
 @dataclass(frozen=True)
@@ -184,7 +191,12 @@ class WebSocketChannel:
         from websockets.exceptions import ConnectionClosed
 
         try:
-            self._conn.send(data)
+            if len(data) <= SEND_FRAME:
+                self._conn.send(data)
+            else:
+                view = memoryview(data)
+                for start in range(0, len(view), SEND_FRAME):
+                    self._conn.send(view[start : start + SEND_FRAME])
         except ConnectionClosed as exc:
             raise ChannelClosed(str(exc)) from None
 
