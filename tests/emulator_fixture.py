@@ -83,6 +83,18 @@ class Emulator:
         resp.raise_for_status()
         return resp.json() if resp.content else None
 
+    def sshkit_api_env(self, **extra: str) -> dict[str, str]:
+        """The current environment plus this emulator's API-mode credentials for sshkit."""
+        env = dict(os.environ)
+        env.update(
+            SSHKIT_ENDPOINT=self.manager_url,
+            SSHKIT_ENDPOINT_TYPE="api",
+            SSHKIT_ACCESS_KEY=self.access_key,
+            SSHKIT_SECRET_KEY=self.secret_key,
+            **extra,
+        )
+        return env
+
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -187,3 +199,9 @@ def emulator_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emula
 def emulator(emulator_factory: EmulatorFactory) -> Emulator:
     """A shared emulator at the newest server version (26.3) with OpenSSH sessions."""
     return emulator_factory()
+
+
+@pytest.fixture
+def api_env(emulator: Emulator) -> dict[str, str]:
+    """Environment for running sshkit against `emulator` in API mode (SSHKIT_* keys)."""
+    return emulator.sshkit_api_env()

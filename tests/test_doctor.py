@@ -28,18 +28,6 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture
-def api_env(emulator: Emulator) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        SSHKIT_ENDPOINT=emulator.manager_url,
-        SSHKIT_ENDPOINT_TYPE="api",
-        SSHKIT_ACCESS_KEY=emulator.access_key,
-        SSHKIT_SECRET_KEY=emulator.secret_key,
-    )
-    return env
-
-
 def home() -> Path:
     return Path(os.environ["HOME"])
 

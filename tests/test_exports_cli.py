@@ -9,7 +9,6 @@ to an emulated session with them: PuTTY/WinSCP through the exported local proxy 
 from __future__ import annotations
 
 import configparser
-import os
 import shutil
 import socket
 import subprocess
@@ -196,15 +195,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def api_env(emulator: Emulator, hermetic_home: Path, tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        SSHKIT_ENDPOINT=emulator.manager_url,
-        SSHKIT_ENDPOINT_TYPE="api",
-        SSHKIT_ACCESS_KEY=emulator.access_key,
-        SSHKIT_SECRET_KEY=emulator.secret_key,
-        PUTTYDIR=str(tmp_path / "putty"),
-    )
-    return env
+    return emulator.sshkit_api_env(PUTTYDIR=str(tmp_path / "putty"))
 
 
 needs_putty_tools = pytest.mark.skipif(

@@ -18,18 +18,6 @@ SSHKIT = Path(sys.executable).parent / "sshkit"
 pytestmark = pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the ssh client")
 
 
-@pytest.fixture
-def api_env(emulator: Emulator) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        SSHKIT_ENDPOINT=emulator.manager_url,
-        SSHKIT_ENDPOINT_TYPE="api",
-        SSHKIT_ACCESS_KEY=emulator.access_key,
-        SSHKIT_SECRET_KEY=emulator.secret_key,
-    )
-    return env
-
-
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [str(SSHKIT), *args], capture_output=True, timeout=180, env=env, stdin=subprocess.DEVNULL
