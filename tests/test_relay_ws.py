@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
+import re
+import socket
 import ssl
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from websockets.frames import Frame, Opcode
 
 from sshkit.errors import AuthError, NetworkError, NotFoundError, RelayError, ServerError
 from sshkit.relay.pump import CloseInfo, Pump
@@ -188,3 +195,87 @@ def test_keepalive_timeout_message() -> None:
     error = close_error(CloseInfo(None, "keepalive ping timeout"), TunnelTarget("s"))
     assert error is not None
     assert error.message == "the server stopped answering (no pong for 20 s)"
+
+
+@contextmanager
+def one_shot_http(answer: Callable[[bytes], bytes]) -> Iterator[int]:
+    """A TCP port that reads one request head and writes `answer(head)` in one go, then closes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            conn.sendall(answer(head))
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+        thread.join(5)
+
+
+def _accept_key(head: bytes) -> str:
+    key = re.search(rb"(?im)^sec-websocket-key: *(\S+)", head)
+    assert key is not None
+    guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+    return base64.b64encode(hashlib.sha1(key.group(1) + guid).digest()).decode()
+
+
+def test_frames_in_the_same_packet_as_the_101_are_kept() -> None:
+    # sshd speaks first: its banner may arrive with the upgrade answer.
+    def answer(head: bytes) -> bytes:
+        return (
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {_accept_key(head)}\r\n\r\n"
+        ).encode() + Frame(Opcode.BINARY, b"SSH-2.0-OpenSSH_9\r\n").serialize(mask=False)
+
+    with one_shot_http(answer) as port:
+        url = f"ws://127.0.0.1:{port}/stream/session/s/tcpproxy?app=sshd"
+        channel = open_channel(url, {}, TunnelTarget("s"), timeout=5)
+        assert bytes(channel.recv() or b"") == b"SSH-2.0-OpenSSH_9\r\n"
+        channel.abort()
+
+
+def test_a_wrong_accept_key_is_a_server_error() -> None:
+    def answer(head: bytes) -> bytes:
+        return (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n"
+        )
+
+    with one_shot_http(answer) as port:
+        url = f"ws://127.0.0.1:{port}/stream/session/s/tcpproxy?app=sshd"
+        with pytest.raises(ServerError, match="did not complete the websocket handshake"):
+            open_channel(url, {}, TunnelTarget("s"), timeout=5)
+
+
+@pytest.mark.parametrize("length", [True, False])
+def test_an_error_body_is_read_with_or_without_a_length(length: bool) -> None:
+    body = json.dumps({"title": "No such session."}).encode()
+
+    def answer(head: bytes) -> bytes:
+        size = f"Content-Length: {len(body)}\r\n" if length else ""
+        return f"HTTP/1.1 404 Not Found\r\n{size}\r\n".encode() + body
+
+    with one_shot_http(answer) as port:
+        url = f"ws://127.0.0.1:{port}/stream/session/gone/tcpproxy?app=sshd"
+        with pytest.raises(NotFoundError, match="session 'gone' not found"):
+            open_channel(url, {}, TunnelTarget("gone"), timeout=5)
+
+
+def test_redirects_are_not_followed() -> None:
+    def answer(head: bytes) -> bytes:
+        return b"HTTP/1.1 302 Found\r\nLocation: ws://example.invalid/\r\nContent-Length: 0\r\n\r\n"
+
+    with one_shot_http(answer) as port:
+        url = f"ws://127.0.0.1:{port}/stream/session/s/tcpproxy?app=sshd"
+        with pytest.raises(ServerError, match="HTTP 302"):
+            open_channel(url, {}, TunnelTarget("s"), timeout=5)

@@ -91,8 +91,11 @@ class Channel(Protocol):
         """
         ...
 
-    def recv(self) -> bytes | None:
-        """Block for the next binary message; return None once the channel closed."""
+    def recv(self) -> Buffer | None:
+        """Block for the next received bytes; return None once the channel closed.
+
+        The buffer may be reused by the next call (the pump writes it out first).
+        """
         ...
 
     def close_send(self) -> None:

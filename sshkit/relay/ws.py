@@ -1,17 +1,29 @@
 """The websocket side of the relay: open the tcpproxy websocket and adapt it to `Channel`.
 
-Uses the `websockets` library's *sync* client (threads, C-accelerated masking).
-Handshake failures become sshkit errors with messages a user can act on; the
-HTTP status and the problem+json title of the server are used, never the
-request headers (they carry credentials).
+Two halves:
+
+* the opening: the `websockets` library connects (proxy environment, TLS) and
+  checks the handshake with its sans-I/O `ClientProtocol`; a failure becomes an
+  sshkit error a user can act on, from the HTTP status and the problem+json title
+  of the server, never from the request headers (they carry credentials);
+* the data path, once open: `WebSocketChannel` reads and writes RFC 6455 frames on
+  the socket itself (`sshkit.relay.frames`). The library's threaded connection
+  holds one lock over the whole `sendall` of a frame, so its reader (and with it
+  sshd's window adjustments) waited behind every upload frame, and it reassembled
+  and copied each message twice; the relay runs on every ssh connection and that
+  cost a quarter of the throughput (bench/relay).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import ssl
 import threading
-from collections.abc import Mapping
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -23,13 +35,25 @@ from sshkit.errors import (
     NotFoundError,
     RelayError,
     ServerError,
-    SshkitError,
+)
+from sshkit.relay.frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    Control,
+    FrameError,
+    FrameParser,
+    close_payload,
+    encode_frame,
+    parse_close,
 )
 from sshkit.relay.log import RelayLog
 from sshkit.relay.pump import Buffer, ChannelClosed, CloseInfo
 
 if TYPE_CHECKING:
-    from websockets.sync.client import ClientConnection
+    from websockets.client import ClientProtocol
+    from websockets.sync.utils import Deadline
 
 DEFAULT_OPEN_TIMEOUT = 10.0
 # Idle proxies and load balancers drop websockets after about 60 s of silence;
@@ -39,18 +63,16 @@ PING_INTERVAL = 20.0
 PING_TIMEOUT = 20.0
 # Time allowed for the closing handshake once we close.
 CLOSE_TIMEOUT = 5.0
-# Largest message accepted from the server (the manager sends 256 KiB chunks;
-# its own limit is 16 MiB).
-MAX_MESSAGE = 16 << 20
-# Messages buffered before the reader thread stops reading the socket.
-MAX_QUEUE = 16
 # Largest message we send; bigger chunks go out as several messages (SSH is a byte
 # stream, so message boundaries carry no meaning). The server forwards a message to
-# sshd only once all of it arrived, and `websockets` holds its connection lock
-# through the whole `sendall` of a frame, which keeps its reader thread (and so
-# sshd's window adjustments) waiting. With 1 MiB messages uploads were 10-20%
-# slower than with 64 or 128 KiB ones (bench/relay, 2 CPUs).
-SEND_FRAME = 128 << 10
+# sshd only once all of it arrived, so smaller messages reach sshd sooner: uploads
+# went at 0.78 x direct with 128 KiB messages and 0.83 x with 64 KiB ones, while
+# 32 KiB ones cost more in per-message overhead than they won (bench/relay, 2 CPUs).
+SEND_FRAME = 64 << 10
+# One read from the socket. The manager sends messages of up to 256 KiB.
+RECV_CHUNK = 256 << 10
+# Largest HTTP answer head accepted during the handshake.
+MAX_RESPONSE_HEAD = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -178,69 +200,286 @@ def close_error(info: CloseInfo | None, target: TunnelTarget) -> RelayError | No
 
 
 class WebSocketChannel:
-    """`Channel` over a `websockets.sync` client connection (binary messages)."""
+    """`Channel` over an open websocket: binary frames out, binary payloads in.
 
-    def __init__(self, conn: ClientConnection, log: RelayLog | None = None) -> None:
-        self._conn = conn
+    One thread may `send` while another `recv`s: sending takes a lock of its own,
+    which the receiving side needs only to answer a ping or a close. `abort` may
+    come from any thread. `recv` returns views of a buffer it reuses, valid until
+    the next `recv`.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        leftover: bytes = b"",
+        log: RelayLog | None = None,
+        *,
+        ping_interval: float | None = PING_INTERVAL,
+        ping_timeout: float = PING_TIMEOUT,
+        close_timeout: float = CLOSE_TIMEOUT,
+        random: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self._sock = sock
         self._log = log
+        self._random = random
+        self._close_timeout = close_timeout
+        self._ping_timeout = ping_timeout
+        self._parser = FrameParser()
+        self._buffer = bytearray(RECV_CHUNK)
+        self._view = memoryview(self._buffer)
+        self._leftover = leftover
+        self._pending: deque[Buffer] = deque()
+        self._send_lock = threading.Lock()
+        # TLS sockets have no scatter-gather send.
+        self._sendmsg = None if isinstance(sock, ssl.SSLSocket) else getattr(sock, "sendmsg", None)
+        self._recv_into = getattr(sock, "recv_into", None)
+        self._close_sent = False
         self._we_closed = False
+        self._failure: str | None = None
+        self._finished = threading.Event()
         self._close_info: CloseInfo | None = None
-        self.text_messages = 0
+        self._waiting_since: float | None = None
+        self._keepalive: threading.Thread | None = None
+        if ping_interval is not None:
+            self._keepalive = threading.Thread(
+                target=self._keep_alive, args=(ping_interval,), name="ws-keepalive", daemon=True
+            )
+            self._keepalive.start()
+
+    @property
+    def text_messages(self) -> int:
+        """Text messages received and dropped."""
+        return self._parser.text_messages
+
+    # --- sending ----------------------------------------------------------------------
 
     def send(self, data: Buffer) -> None:
-        from websockets.exceptions import ConnectionClosed
-
+        if self._close_sent or self._finished.is_set():
+            raise ChannelClosed("the websocket is closing")
+        view = memoryview(data)
         try:
-            if len(data) <= SEND_FRAME:
-                self._conn.send(data)
-            else:
-                view = memoryview(data)
-                for start in range(0, len(view), SEND_FRAME):
-                    self._conn.send(view[start : start + SEND_FRAME])
-        except ConnectionClosed as exc:
+            for start in range(0, len(view), SEND_FRAME):
+                self._send_frame(OP_BINARY, view[start : start + SEND_FRAME])
+        except OSError as exc:
             raise ChannelClosed(str(exc)) from None
 
-    def recv(self) -> bytes | None:
-        from websockets.exceptions import ConnectionClosed
+    def _send_frame(self, opcode: int, payload: Buffer) -> None:
+        header, body = encode_frame(opcode, payload, self._random(4))
+        with self._send_lock:
+            if self._sendmsg is None:
+                self._sock.sendall(header + body)
+                return
+            sent = self._sendmsg([header, body])
+            if sent < len(header) + len(body):
+                rest = (header + body)[sent:]
+                self._sock.sendall(rest)
 
-        while True:
-            try:
-                message = self._conn.recv()
-            except ConnectionClosed as exc:
-                self._close_info = self._info(exc)
+    def _send_close(self, code: int, reason: str = "") -> None:
+        """Send a close frame once; errors are ignored (the socket is going away)."""
+        if self._close_sent:
+            return
+        self._close_sent = True
+        try:
+            self._send_frame(OP_CLOSE, close_payload(code, reason))
+        except OSError:
+            pass
+
+    # --- receiving --------------------------------------------------------------------
+
+    def recv(self) -> Buffer | None:
+        while not self._pending:
+            if self._finished.is_set():
                 return None
-            if isinstance(message, bytes):
-                return message
-            # The manager ignores text frames; so do we. They never reach stdout.
-            self.text_messages += 1
-            if self._log:
-                self._log.write(f"ignored a text message of {len(message)} characters")
+            if self._leftover:
+                data: Buffer = self._leftover
+                self._leftover = b""
+            else:
+                data = self._read()
+                if not data:
+                    continue
+            try:
+                events = self._parser.feed(data)
+            except FrameError as exc:
+                self._fail(f"protocol error: {exc}", 1002)
+                continue
+            for event in events:
+                if isinstance(event, Control):
+                    if self._control(event):
+                        break
+                else:
+                    self._pending.append(event)
+        return self._pending.popleft()
 
-    def _info(self, exc: BaseException) -> CloseInfo:
-        rcvd = getattr(exc, "rcvd", None)
-        sent = getattr(exc, "sent", None)
-        if rcvd is not None:
-            first_ours = getattr(exc, "rcvd_then_sent", None) is False
-            return CloseInfo(int(rcvd.code), str(rcvd.reason), self._we_closed or first_ours)
-        reason = str(sent.reason) if sent is not None and sent.code == 1011 else ""
-        return CloseInfo(None, reason, self._we_closed)
+    def _read(self) -> Buffer:
+        """One read from the socket; b"" once it ended (the channel is then finished)."""
+        self._waiting_since = time.monotonic()
+        try:
+            if self._recv_into is not None:
+                size = self._recv_into(self._buffer)
+                data: Buffer = self._view[:size]
+            else:  # pragma: no cover - TLS-in-TLS through an https proxy
+                data = self._sock.recv(RECV_CHUNK)
+                size = len(data)
+        except OSError as exc:
+            self._finish(None, self._failure or exc.strerror or exc.__class__.__name__)
+            return b""
+        finally:
+            self._waiting_since = None
+        if not size:
+            self._finish(None, self._failure or "no close frame")
+        return data
+
+    def _control(self, frame: Control) -> bool:
+        """Act on a control frame; return whether the channel is finished."""
+        if frame.opcode == OP_PING:
+            try:
+                if not self._close_sent:
+                    self._send_frame(OP_PONG, frame.payload)
+            except OSError:
+                pass
+            return False
+        if frame.opcode == OP_PONG:
+            return False
+        try:
+            code, reason = parse_close(frame.payload)
+        except FrameError as exc:
+            self._fail(f"protocol error: {exc}", 1002)
+            return True
+        # Echo the code (RFC 6455 §5.5.1); a close without a code is answered with 1000.
+        self._send_close(code if code is not None else 1000)
+        self._finish(1005 if code is None else code, reason)
+        return True
+
+    def _finish(self, code: int | None, reason: str) -> None:
+        """Record how the channel ended and let the socket go."""
+        if self._finished.is_set():
+            return
+        self._close_info = CloseInfo(code, reason, self._we_closed)
+        self._finished.set()
+        self._shutdown()
+        try:
+            self._sock.close()
+        except OSError:  # pragma: no cover
+            pass
+
+    def _fail(self, reason: str, code: int) -> None:
+        """End the channel because of `reason`, telling the server with close `code`."""
+        if self._log:
+            self._log.write(f"closing the websocket: {reason}")
+        self._send_close(code)
+        self._finish(None, reason)
+
+    def _shutdown(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # --- ending -----------------------------------------------------------------------
 
     def close_send(self) -> None:
         # A websocket has no half-close: the close frame tells the server we are
         # done; recv() keeps returning what the server still sends until it answers.
         self._we_closed = True
-        self._conn.close(1000)
+        self._send_close(1000)
+        timer = threading.Timer(self._close_timeout, self._give_up_closing)
+        timer.daemon = True
+        timer.start()
+
+    def _give_up_closing(self) -> None:
+        if not self._finished.is_set():
+            self._failure = "no close frame within the close timeout"
+            self._shutdown()
 
     def abort(self) -> None:
         self._we_closed = True
-        closer = threading.Thread(target=self._conn.close, args=(1001,), daemon=True)
+        if self._finished.is_set():
+            return
+        # The upstream thread may be stuck in sendall, holding the send lock: give
+        # the close frame half a second, then cut the socket, which also unblocks it.
+        closer = threading.Thread(target=self._send_close, args=(1001,), daemon=True)
         closer.start()
         closer.join(0.5)
-        self._conn.close_socket()
+        self._shutdown()
+
+    def _keep_alive(self, interval: float) -> None:
+        while not self._finished.wait(interval):
+            sent = time.monotonic()
+            try:
+                self._send_frame(OP_PING, self._random(4))
+            except OSError:
+                return
+            if self._finished.wait(self._ping_timeout):
+                return
+            # Dead when the reader has waited on the socket since before the ping and
+            # nothing came: no pong, no data. A reader busy writing to a slow ssh is
+            # not waiting for the server, so that does not count against it.
+            waiting = self._waiting_since
+            if waiting is not None and waiting <= sent:
+                self._failure = "keepalive ping timeout"
+                if self._log:
+                    self._log.write("no pong from the server: closing")
+                abort = threading.Thread(target=self._send_close, args=(1011,), daemon=True)
+                abort.start()
+                abort.join(0.5)
+                self._shutdown()
+                return
 
     @property
     def close_info(self) -> CloseInfo | None:
         return self._close_info
+
+
+def _handshake(
+    sock: socket.socket,
+    protocol: ClientProtocol,
+    headers: Mapping[str, str],
+    user_agent: str,
+    deadline: Deadline,
+) -> bytes:
+    """Send the upgrade request on `sock` and check the answer; return the bytes after it.
+
+    The bytes after the answer's head are frames already (sshd speaks first), so
+    the head is fed to `protocol` exactly and the rest handed to the channel.
+    Raises what `websockets` raises for a failed handshake, or TimeoutError.
+    """
+    from websockets.http11 import Response
+
+    request = protocol.connect()
+    request.headers.update(headers)
+    request.headers.setdefault("User-Agent", user_agent)
+    protocol.send_request(request)
+    for data in protocol.data_to_send():
+        sock.settimeout(deadline.timeout())
+        sock.sendall(data)
+    head = bytearray()
+    leftover = b""
+    feeding_all = False
+    while True:
+        sock.settimeout(deadline.timeout())
+        data = sock.recv(65536)
+        if not data:
+            protocol.receive_eof()
+        elif feeding_all:
+            protocol.receive_data(data)
+        else:
+            head += data
+            end = head.find(b"\r\n\r\n")
+            if end >= 0 and head.startswith(b"HTTP/1.1 101 "):
+                protocol.receive_data(bytes(head[: end + 4]))
+                leftover = bytes(head[end + 4 :])
+            elif end >= 0 or len(head) > MAX_RESPONSE_HEAD:
+                # Not an upgrade: the library reads the body (the server's reason).
+                feeding_all = True
+                protocol.receive_data(bytes(head))
+        events = protocol.events_received()
+        if protocol.handshake_exc is not None:
+            raise protocol.handshake_exc
+        if any(isinstance(event, Response) for event in events):
+            sock.settimeout(None)
+            return leftover
+        if not data:
+            raise ConnectionError("the server closed the connection during the handshake")
 
 
 def open_channel(
@@ -256,9 +495,11 @@ def open_channel(
     """Open the tunnel websocket at `url` with `headers`.
 
     The proxy settings of the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) are
-    honoured by `websockets`. Raises AuthError, NotFoundError, ServerError (HTTP
-    answers), NetworkError (DNS, TCP, TLS, proxy, timeout) or RelayError.
+    honoured by `websockets`; redirects are not followed. Raises AuthError,
+    NotFoundError, ServerError (HTTP answers), NetworkError (DNS, TCP, TLS, proxy,
+    timeout) or RelayError.
     """
+    from websockets.client import ClientProtocol
     from websockets.exceptions import (
         InvalidHandshake,
         InvalidProxy,
@@ -266,7 +507,8 @@ def open_channel(
         InvalidURI,
         ProxyError,
     )
-    from websockets.sync.client import connect
+    from websockets.sync.client import reconnect
+    from websockets.sync.utils import Deadline
 
     from sshkit import __version__
 
@@ -274,53 +516,54 @@ def open_channel(
     where = parts.hostname or "the server"
     secure = parts.scheme in ("wss", "https")
     context = ssl_context(verify_tls, ca_bundle) if secure else None
+    user_agent = headers.get("User-Agent", f"sshkit/{__version__}")
+    extra = {k: v for k, v in headers.items() if k.lower() != "user-agent"}
     if log:
         # The path names the session; the query and headers are not logged.
         log.write(f"connecting to {parts.scheme}://{parts.netloc}{parts.path}")
+    sock: socket.socket | None = None
     try:
-        conn = connect(
-            url,
-            additional_headers=[(k, v) for k, v in headers.items() if k.lower() != "user-agent"],
-            user_agent_header=headers.get("User-Agent", f"sshkit/{__version__}"),
-            ssl=context,
-            compression=None,
-            open_timeout=timeout,
-            ping_interval=PING_INTERVAL,
-            ping_timeout=PING_TIMEOUT,
-            close_timeout=CLOSE_TIMEOUT,
-            max_size=MAX_MESSAGE,
-            max_queue=MAX_QUEUE,
-            # The connection outlives this function, so no context manager.
-            legacy=True,
-        )
-    except InvalidStatus as exc:
-        status = exc.response.status_code
-        if log:
-            log.write(f"handshake answered HTTP {status}")
-        raise handshake_error(status, exc.response.body, target) from None
-    except TimeoutError:
-        raise NetworkError(
-            f"no websocket handshake from {where} within {timeout:g} s",
-            hint="the server or a proxy is not answering; raise it with --timeout",
-        ) from None
-    except ssl.SSLCertVerificationError as exc:
-        raise NetworkError(
-            f"TLS certificate of {where} could not be verified: {exc.verify_message}",
-            hint="set the CA bundle with `sshkit login --ca-bundle FILE`",
-        ) from None
-    except (InvalidProxy, ProxyError) as exc:
-        raise NetworkError(f"the proxy refused the connection to {where}: {exc}") from None
-    except InvalidURI as exc:
-        raise RelayError(f"invalid tunnel URL: {exc.msg}") from None
-    except InvalidHandshake as exc:
-        raise ServerError(f"{where} did not complete the websocket handshake: {exc}") from None
-    except ImportError as exc:  # a SOCKS proxy without python-socks
-        raise NetworkError(str(exc)) from None
-    except SshkitError:
+        # `reconnect` is used for its socket opening only (proxies, TLS); the
+        # handshake and the data path are ours.
+        opener = reconnect(url, ssl=context, user_agent_header=user_agent, compression=None)
+        deadline = Deadline(timeout)
+        sock = opener.open_socket(deadline)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        if secure:
+            sock = opener.enable_tls(sock, deadline)
+        protocol = ClientProtocol(opener.ws_uri, extensions=None, max_size=None)
+        leftover = _handshake(sock, protocol, extra, user_agent, deadline)
+    except BaseException as exc:
+        if sock is not None:
+            sock.close()
+        if isinstance(exc, InvalidStatus):
+            status = exc.response.status_code
+            if log:
+                log.write(f"handshake answered HTTP {status}")
+            raise handshake_error(status, exc.response.body, target) from None
+        if isinstance(exc, TimeoutError):
+            raise NetworkError(
+                f"no websocket handshake from {where} within {timeout:g} s",
+                hint="the server or a proxy is not answering; raise it with --timeout",
+            ) from None
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            raise NetworkError(
+                f"TLS certificate of {where} could not be verified: {exc.verify_message}",
+                hint="set the CA bundle with `sshkit login --ca-bundle FILE`",
+            ) from None
+        if isinstance(exc, (InvalidProxy, ProxyError)):
+            raise NetworkError(f"the proxy refused the connection to {where}: {exc}") from None
+        if isinstance(exc, InvalidURI):
+            raise RelayError(f"invalid tunnel URL: {exc.msg}") from None
+        if isinstance(exc, InvalidHandshake):
+            raise ServerError(f"{where} did not complete the websocket handshake: {exc}") from None
+        if isinstance(exc, ImportError):  # a SOCKS proxy without python-socks
+            raise NetworkError(str(exc)) from None
+        if isinstance(exc, OSError):
+            reason = exc.strerror or str(exc) or exc.__class__.__name__
+            raise NetworkError(f"cannot reach {where}: {reason}") from None
         raise
-    except OSError as exc:
-        reason = exc.strerror or exc.__class__.__name__
-        raise NetworkError(f"cannot reach {where}: {reason}") from None
     if log:
         log.write("websocket open")
-    return WebSocketChannel(conn, log)
+    return WebSocketChannel(sock, leftover, log)
