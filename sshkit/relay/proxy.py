@@ -49,7 +49,11 @@ def run_stdio_relay(
     Returns the result on a clean end (the server closed normally, stdin ended,
     SIGHUP/SIGTERM, ssh went away). Raises RelayError when the tunnel failed.
     """
-    pump = Pump(FdSource(stdin_fd, chunk), FdSink(stdout_fd), channel)
+    # Stdout stays open until the outcome is known: ssh answers EOF on it by printing
+    # its own "Connection closed" and hanging up on us, which could cut off our
+    # error line. On an error the process exit closes it, after the line is out.
+    sink = FdSink(stdout_fd, hold_open=True)
+    pump = Pump(FdSource(stdin_fd, chunk), sink, channel)
     signals: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -87,8 +91,10 @@ def run_stdio_relay(
         )
         log.write_usage()
     if result.stopped or result.sink_error is not None:
+        sink.release()
         return result
     error = close_error(result.close, target)
     if error is not None:
         raise error
+    sink.release()
     return result

@@ -67,10 +67,15 @@ class FdSource:
 
 
 class FdSink:
-    """Write to a file descriptor, unbuffered; `close` closes the fd (EOF for the reader)."""
+    """Write to a file descriptor, unbuffered; `close` closes the fd (EOF for the reader).
 
-    def __init__(self, fd: int = 1) -> None:
+    With `hold_open`, `close` leaves the fd open for its owner to close with
+    `release` (or the process exit).
+    """
+
+    def __init__(self, fd: int = 1, *, hold_open: bool = False) -> None:
         self.fd = fd
+        self._hold_open = hold_open
         self._closed = False
         set_binary(fd)
         grow_pipe(fd)
@@ -82,6 +87,11 @@ class FdSink:
             view = view[written:]
 
     def close(self) -> None:
+        if not self._hold_open:
+            self.release()
+
+    def release(self) -> None:
+        """Close the fd now."""
         if not self._closed:
             self._closed = True
             os.close(self.fd)
