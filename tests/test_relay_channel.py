@@ -6,6 +6,7 @@ by the `websockets` library and reading the client's frames with its parser.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -273,3 +274,32 @@ def test_abort_unblocks_a_sender_stuck_on_a_full_socket(pair: tuple[socket.socke
     assert channel.recv() is None
     info = channel.close_info
     assert info is not None and info.initiated_by_us
+
+
+def test_a_ping_during_a_blocked_upload_does_not_block_the_reader(
+    pair: tuple[socket.socket, Peer],
+) -> None:
+    client, peer = pair
+    channel = channel_on(client)
+    upload = b"u" * (4 << 20)
+
+    def send() -> None:
+        with contextlib.suppress(ChannelClosed):  # the abort at the end
+            channel.send(upload)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    time.sleep(0.3)  # the peer reads nothing yet: the sender is stuck in sendall
+    peer.send(Opcode.PING, b"p1")
+    peer.send(Opcode.BINARY, b"download")
+    got: list[object] = []
+    reader = threading.Thread(target=lambda: got.append(bytes(channel.recv() or b"")))
+    reader.start()
+    reader.join(3)
+    assert got == [b"download"]
+    # The pong goes out after the frame the sender was writing.
+    frames = peer.frames_until(Opcode.PONG)
+    assert frames[-1].data == b"p1"
+    assert all(f.opcode is Opcode.BINARY for f in frames[:-1])
+    channel.abort()
+    sender.join(5)

@@ -230,6 +230,7 @@ class WebSocketChannel:
         self._leftover = leftover
         self._pending: deque[Buffer] = deque()
         self._send_lock = threading.Lock()
+        self._owed_pong: bytes | None = None
         # TLS sockets have no scatter-gather send.
         self._sendmsg = None if isinstance(sock, ssl.SSLSocket) else getattr(sock, "sendmsg", None)
         self._recv_into = getattr(sock, "recv_into", None)
@@ -264,25 +265,58 @@ class WebSocketChannel:
             raise ChannelClosed(str(exc)) from None
 
     def _send_frame(self, opcode: int, payload: Buffer) -> None:
-        header, body = encode_frame(opcode, payload, self._random(4))
+        """Send one frame, then a pong that the reader could not send meanwhile."""
         with self._send_lock:
-            if self._sendmsg is None:
-                self._sock.sendall(header + body)
-                return
-            sent = self._sendmsg([header, body])
-            if sent < len(header) + len(body):
-                rest = (header + body)[sent:]
-                self._sock.sendall(rest)
+            self._write_frame(opcode, payload)
+            pong = self._owed_pong
+            if pong is not None:
+                self._owed_pong = None
+                self._write_frame(OP_PONG, pong)
 
-    def _send_close(self, code: int, reason: str = "") -> None:
-        """Send a close frame once; errors are ignored (the socket is going away)."""
-        if self._close_sent:
+    def _write_frame(self, opcode: int, payload: Buffer) -> None:
+        """Write a frame; the caller holds the send lock."""
+        header, body = encode_frame(opcode, payload, self._random(4))
+        if self._sendmsg is None:
+            self._sock.sendall(header + body)
             return
-        self._close_sent = True
+        sent = self._sendmsg([header, body])
+        if sent < len(header) + len(body):
+            self._sock.sendall((header + body)[sent:])
+
+    def _pong(self, payload: bytes) -> None:
+        """Answer a ping without waiting behind a blocked upload.
+
+        When the sender holds the lock (its `sendall` waits for the server to read),
+        the reader must not wait for it: the server may be waiting for us to read.
+        The pong then goes out right after the sender's frame; answering the latest
+        ping only is allowed (RFC 6455 §5.5.3).
+        """
+        if not self._send_lock.acquire(blocking=False):
+            self._owed_pong = payload
+            return
         try:
-            self._send_frame(OP_CLOSE, close_payload(code, reason))
+            if not self._close_sent:
+                self._write_frame(OP_PONG, payload)
         except OSError:
             pass
+        finally:
+            self._send_lock.release()
+
+    def _send_close(self, code: int, reason: str = "", wait: float = 1.0) -> None:
+        """Send a close frame once, waiting at most `wait` s for the send lock.
+
+        Errors are ignored: the socket is going away.
+        """
+        if self._close_sent or not self._send_lock.acquire(timeout=wait):
+            return
+        try:
+            if not self._close_sent:
+                self._close_sent = True
+                self._write_frame(OP_CLOSE, close_payload(code, reason))
+        except OSError:
+            pass
+        finally:
+            self._send_lock.release()
 
     # --- receiving --------------------------------------------------------------------
 
@@ -332,11 +366,7 @@ class WebSocketChannel:
     def _control(self, frame: Control) -> bool:
         """Act on a control frame; return whether the channel is finished."""
         if frame.opcode == OP_PING:
-            try:
-                if not self._close_sent:
-                    self._send_frame(OP_PONG, frame.payload)
-            except OSError:
-                pass
+            self._pong(frame.payload)
             return False
         if frame.opcode == OP_PONG:
             return False
@@ -404,6 +434,8 @@ class WebSocketChannel:
 
     def _keep_alive(self, interval: float) -> None:
         while not self._finished.wait(interval):
+            if self._close_sent:
+                return  # no frame may follow a close frame
             sent = time.monotonic()
             try:
                 self._send_frame(OP_PING, self._random(4))
