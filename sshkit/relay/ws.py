@@ -238,6 +238,9 @@ class WebSocketChannel:
         self._we_closed = False
         self._failure: str | None = None
         self._finished = threading.Event()
+        # Set once the channel ends or is aborted: the keepalive thread stops.
+        self._stopped = threading.Event()
+        self._close_timer: threading.Timer | None = None
         self._close_info: CloseInfo | None = None
         self._waiting_since: float | None = None
         self._keepalive: threading.Thread | None = None
@@ -386,6 +389,9 @@ class WebSocketChannel:
             return
         self._close_info = CloseInfo(code, reason, self._we_closed)
         self._finished.set()
+        self._stopped.set()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
         self._shutdown()
         try:
             self._sock.close()
@@ -412,9 +418,10 @@ class WebSocketChannel:
         # done; recv() keeps returning what the server still sends until it answers.
         self._we_closed = True
         self._send_close(1000)
-        timer = threading.Timer(self._close_timeout, self._give_up_closing)
-        timer.daemon = True
-        timer.start()
+        if self._close_timer is None:
+            self._close_timer = threading.Timer(self._close_timeout, self._give_up_closing)
+            self._close_timer.daemon = True
+            self._close_timer.start()
 
     def _give_up_closing(self) -> None:
         if not self._finished.is_set():
@@ -423,6 +430,7 @@ class WebSocketChannel:
 
     def abort(self) -> None:
         self._we_closed = True
+        self._stopped.set()
         if self._finished.is_set():
             return
         # The upstream thread may be stuck in sendall, holding the send lock: give
@@ -431,9 +439,15 @@ class WebSocketChannel:
         closer.start()
         closer.join(0.5)
         self._shutdown()
+        # Nobody may call recv() again (a failed sink ends the pump), so the socket
+        # is closed here too; a reader still inside recv() sees the end.
+        try:
+            self._sock.close()
+        except OSError:  # pragma: no cover
+            pass
 
     def _keep_alive(self, interval: float) -> None:
-        while not self._finished.wait(interval):
+        while not self._stopped.wait(interval):
             if self._close_sent:
                 return  # no frame may follow a close frame
             sent = time.monotonic()
@@ -441,7 +455,7 @@ class WebSocketChannel:
                 self._send_frame(OP_PING, self._random(4))
             except OSError:
                 return
-            if self._finished.wait(self._ping_timeout):
+            if self._stopped.wait(self._ping_timeout):
                 return
             # Dead when the reader has waited on the socket since before the ping and
             # nothing came: no pong, no data. A reader busy writing to a slow ssh is
