@@ -191,6 +191,28 @@ def test_tls_is_verified(tmp_path: Path) -> None:
         channel.abort()
 
 
+def test_both_directions_at_once_over_tls(tmp_path: Path) -> None:
+    # One thread writes while another reads the same TLS socket.
+    cert, key = self_signed_cert(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    with FakeTunnelServer(ssl_context=context).running() as server:
+        url = server.url("echo", host="localhost")
+        channel = open_channel(url, {}, TunnelTarget("echo"), timeout=5, ca_bundle=str(cert))
+        chunks = [os.urandom(1 << 20) for _ in range(16)]
+        total = sum(map(len, chunks))
+        source, sink = MemorySource(chunks, end=False), MemorySink()
+        pump = Pump(source, sink, channel)
+        pump.start()
+        deadline = time.monotonic() + 60
+        while len(sink.data) < total and time.monotonic() < deadline:
+            time.sleep(0.01)
+        source.end()
+        assert pump.wait(10)
+        assert close_error(pump.result.close, TunnelTarget("echo")) is None
+        assert hashlib.sha256(sink.data).digest() == hashlib.sha256(b"".join(chunks)).digest()
+
+
 def test_keepalive_timeout_message() -> None:
     error = close_error(CloseInfo(None, "keepalive ping timeout"), TunnelTarget("s"))
     assert error is not None
