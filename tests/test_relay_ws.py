@@ -19,6 +19,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 
 from sshkit.errors import AuthError, NetworkError, NotFoundError, RelayError, ServerError
+from sshkit.relay.log import RelayLog
 from sshkit.relay.pump import CloseInfo, Pump
 from sshkit.relay.ws import TunnelTarget, close_error, open_channel
 from tests.relay_fakes import (
@@ -98,8 +99,9 @@ def test_dropped_connection_is_an_error(server: FakeTunnelServer) -> None:
     assert bytes(sink.data) == b"abcde"
 
 
-def test_text_frames_never_reach_the_sink(server: FakeTunnelServer) -> None:
-    channel = open_channel(server.url("text"), {}, TunnelTarget("text"), timeout=5)
+def test_text_frames_never_reach_the_sink(server: FakeTunnelServer, tmp_path: Path) -> None:
+    log = RelayLog(str(tmp_path / "relay.log"))
+    channel = open_channel(server.url("text"), {}, TunnelTarget("text"), timeout=5, log=log)
     sink = MemorySink()
     pump = Pump(MemorySource([b"!"], end=False), sink, channel)
     pump.start()
@@ -110,6 +112,8 @@ def test_text_frames_never_reach_the_sink(server: FakeTunnelServer) -> None:
     assert pump.wait(5)
     assert bytes(sink.data) == b"data!"
     assert channel.text_messages == 1
+    log.close()
+    assert "ignored 1 text message(s), 34 bytes" in (tmp_path / "relay.log").read_text()
 
 
 @pytest.mark.parametrize(

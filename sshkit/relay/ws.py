@@ -388,6 +388,12 @@ class WebSocketChannel:
         if self._finished.is_set():
             return
         self._close_info = CloseInfo(code, reason, self._we_closed)
+        if self._log and self._parser.text_messages:
+            # What a broken server says there (an HTTP error page) is for the log only.
+            self._log.write(
+                f"ignored {self._parser.text_messages} text message(s), "
+                f"{self._parser.text_bytes} bytes"
+            )
         self._finished.set()
         self._stopped.set()
         if self._close_timer is not None:
