@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import stat
 from pathlib import Path
 
@@ -86,7 +85,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
             mode = 0o600
         except OSError as exc:
             raise LocalFileError(f"cannot stat {target}: {exc.strerror}") from None
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    tmp = target.with_name(f".{target.name}.{os.urandom(4).hex()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
     except OSError as exc:
