@@ -258,6 +258,10 @@ class WebSocketChannel:
     # --- sending ----------------------------------------------------------------------
 
     def send(self, data: Buffer) -> None:
+        """Send `data` as binary messages of at most SEND_FRAME bytes.
+
+        Raises ChannelClosed once a close frame went out or the socket failed.
+        """
         if self._close_sent or self._finished.is_set():
             raise ChannelClosed("the websocket is closing")
         view = memoryview(data)
@@ -324,6 +328,11 @@ class WebSocketChannel:
     # --- receiving --------------------------------------------------------------------
 
     def recv(self) -> Buffer | None:
+        """The next received payload bytes (a view valid until the next call), or None.
+
+        None means the channel ended; `close_info` then says how. Raises nothing:
+        socket errors and broken framing end the channel.
+        """
         while not self._pending:
             if self._finished.is_set():
                 return None
@@ -420,6 +429,7 @@ class WebSocketChannel:
     # --- ending -----------------------------------------------------------------------
 
     def close_send(self) -> None:
+        """Send the close frame (1000) and keep receiving until the server answers."""
         # A websocket has no half-close: the close frame tells the server we are
         # done; recv() keeps returning what the server still sends until it answers.
         self._we_closed = True
@@ -435,6 +445,7 @@ class WebSocketChannel:
             self._shutdown()
 
     def abort(self) -> None:
+        """Close now, from any thread: a close frame (1001) if it can go out, then the socket."""
         self._we_closed = True
         self._stopped.set()
         if self._finished.is_set():
@@ -479,6 +490,7 @@ class WebSocketChannel:
 
     @property
     def close_info(self) -> CloseInfo | None:
+        """How the channel ended, once `recv` returned None."""
         return self._close_info
 
 
