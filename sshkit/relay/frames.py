@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from sshkit.relay.pump import Buffer
+
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
 OP_BINARY = 0x2
@@ -35,28 +37,16 @@ _DATA_OPCODES = frozenset({OP_CONTINUATION, OP_TEXT, OP_BINARY})
 _CONTROL_OPCODES = frozenset({OP_CLOSE, OP_PING, OP_PONG})
 MAX_CONTROL_PAYLOAD = 125
 
-Buffer: TypeAlias = bytes | bytearray | memoryview
-
 
 class FrameError(Exception):
     """The server broke RFC 6455 framing; the connection must be failed with 1002."""
-
-
-def _apply_mask_py(data: Buffer, mask: bytes) -> bytes:
-    """XOR `data` with the 4-byte `mask`, repeated (the reference implementation)."""
-    size = len(data)
-    if not size:
-        return b""
-    repeated = (bytes(mask) * (size // 4 + 1))[:size]
-    value = int.from_bytes(data, "little") ^ int.from_bytes(repeated, "little")
-    return value.to_bytes(size, "little")
 
 
 def _load_apply_mask() -> Callable[[Buffer, bytes], bytes]:
     try:
         from websockets.speedups import apply_mask
     except ImportError:  # pragma: no cover - websockets built without its C extension
-        return _apply_mask_py
+        from websockets.utils import apply_mask
     return apply_mask
 
 

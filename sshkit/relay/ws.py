@@ -243,12 +243,10 @@ class WebSocketChannel:
         self._close_timer: threading.Timer | None = None
         self._close_info: CloseInfo | None = None
         self._waiting_since: float | None = None
-        self._keepalive: threading.Thread | None = None
         if ping_interval is not None:
-            self._keepalive = threading.Thread(
+            threading.Thread(
                 target=self._keep_alive, args=(ping_interval,), name="ws-keepalive", daemon=True
-            )
-            self._keepalive.start()
+            ).start()
 
     @property
     def text_messages(self) -> int:
@@ -546,6 +544,37 @@ def _handshake(
             raise ConnectionError("the server closed the connection during the handshake")
 
 
+def _connect(
+    url: str,
+    context: ssl.SSLContext | None,
+    headers: Mapping[str, str],
+    user_agent: str,
+    timeout: float,
+) -> tuple[socket.socket, bytes]:
+    """Connect and upgrade; return the socket and the bytes received after the answer.
+
+    `websockets` opens the socket (proxies, TLS); the handshake is ours. The socket
+    is closed on any failure. Raises what `websockets`, `ssl` and `socket` raise.
+    """
+    from websockets.client import ClientProtocol
+    from websockets.sync.client import reconnect
+    from websockets.sync.utils import Deadline
+
+    opener = reconnect(url, ssl=context, user_agent_header=user_agent, compression=None)
+    deadline = Deadline(timeout)
+    sock = opener.open_socket(deadline)
+    try:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        if context is not None:
+            sock = opener.enable_tls(sock, deadline)
+        protocol = ClientProtocol(opener.ws_uri, extensions=None, max_size=None)
+        return sock, _handshake(sock, protocol, headers, user_agent, deadline)
+    except BaseException:
+        sock.close()
+        raise
+
+
 def open_channel(
     url: str,
     headers: Mapping[str, str],
@@ -563,7 +592,6 @@ def open_channel(
     NotFoundError, ServerError (HTTP answers), NetworkError (DNS, TCP, TLS, proxy,
     timeout) or RelayError.
     """
-    from websockets.client import ClientProtocol
     from websockets.exceptions import (
         InvalidHandshake,
         InvalidProxy,
@@ -571,8 +599,6 @@ def open_channel(
         InvalidURI,
         ProxyError,
     )
-    from websockets.sync.client import reconnect
-    from websockets.sync.utils import Deadline
 
     from sshkit import __version__
 
@@ -585,49 +611,34 @@ def open_channel(
     if log:
         # The path names the session; the query and headers are not logged.
         log.write(f"connecting to {parts.scheme}://{parts.netloc}{parts.path}")
-    sock: socket.socket | None = None
     try:
-        # `reconnect` is used for its socket opening only (proxies, TLS); the
-        # handshake and the data path are ours.
-        opener = reconnect(url, ssl=context, user_agent_header=user_agent, compression=None)
-        deadline = Deadline(timeout)
-        sock = opener.open_socket(deadline)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-        if secure:
-            sock = opener.enable_tls(sock, deadline)
-        protocol = ClientProtocol(opener.ws_uri, extensions=None, max_size=None)
-        leftover = _handshake(sock, protocol, extra, user_agent, deadline)
-    except BaseException as exc:
-        if sock is not None:
-            sock.close()
-        if isinstance(exc, InvalidStatus):
-            status = exc.response.status_code
-            if log:
-                log.write(f"handshake answered HTTP {status}")
-            raise handshake_error(status, exc.response.body, target) from None
-        if isinstance(exc, TimeoutError):
-            raise NetworkError(
-                f"no websocket handshake from {where} within {timeout:g} s",
-                hint="the server or a proxy is not answering; raise it with --timeout",
-            ) from None
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            raise NetworkError(
-                f"TLS certificate of {where} could not be verified: {exc.verify_message}",
-                hint="set the CA bundle with `sshkit login --ca-bundle FILE`",
-            ) from None
-        if isinstance(exc, (InvalidProxy, ProxyError)):
-            raise NetworkError(f"the proxy refused the connection to {where}: {exc}") from None
-        if isinstance(exc, InvalidURI):
-            raise RelayError(f"invalid tunnel URL: {exc.msg}") from None
-        if isinstance(exc, InvalidHandshake):
-            raise ServerError(f"{where} did not complete the websocket handshake: {exc}") from None
-        if isinstance(exc, ImportError):  # a SOCKS proxy without python-socks
-            raise NetworkError(str(exc)) from None
-        if isinstance(exc, OSError):
-            reason = exc.strerror or str(exc) or exc.__class__.__name__
-            raise NetworkError(f"cannot reach {where}: {reason}") from None
-        raise
+        sock, leftover = _connect(url, context, extra, user_agent, timeout)
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        if log:
+            log.write(f"handshake answered HTTP {status}")
+        raise handshake_error(status, exc.response.body, target) from None
+    except TimeoutError:
+        raise NetworkError(
+            f"no websocket handshake from {where} within {timeout:g} s",
+            hint="the server or a proxy is not answering; raise it with --timeout",
+        ) from None
+    except ssl.SSLCertVerificationError as exc:
+        raise NetworkError(
+            f"TLS certificate of {where} could not be verified: {exc.verify_message}",
+            hint="set the CA bundle with `sshkit login --ca-bundle FILE`",
+        ) from None
+    except (InvalidProxy, ProxyError) as exc:
+        raise NetworkError(f"the proxy refused the connection to {where}: {exc}") from None
+    except InvalidURI as exc:
+        raise RelayError(f"invalid tunnel URL: {exc.msg}") from None
+    except InvalidHandshake as exc:
+        raise ServerError(f"{where} did not complete the websocket handshake: {exc}") from None
+    except ImportError as exc:  # a SOCKS proxy without python-socks
+        raise NetworkError(str(exc)) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or exc.__class__.__name__
+        raise NetworkError(f"cannot reach {where}: {reason}") from None
     if log:
         log.write("websocket open")
     return WebSocketChannel(sock, leftover, log)
