@@ -22,6 +22,18 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0 * float(os.environ.get("SSHKIT_TEST_TIMEOUT_FACTOR", "1"))
 
+# Options for a real `ssh`/`scp`/`sftp` that read nothing of the user's (no config,
+# no known_hosts, no agent keys) and never prompt.
+HERMETIC_SSH = [
+    "-F", "/dev/null",
+    "-o", "StrictHostKeyChecking=no",
+    "-o", "UserKnownHostsFile=/dev/null",
+    "-o", "BatchMode=yes",
+    "-o", "IdentitiesOnly=yes",
+    "-o", "ConnectTimeout=20",
+    "-o", "LogLevel=ERROR",
+]  # fmt: skip
+
 
 @dataclass
 class Emulator:

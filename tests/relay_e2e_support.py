@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.emulator_fixture import Emulator
+from tests.emulator_fixture import HERMETIC_SSH, Emulator
 
 VENV_SSHKIT = Path(sys.executable).with_name("sshkit")
 
@@ -39,24 +39,7 @@ class Client:
     key: Path
 
     def ssh_options(self) -> list[str]:
-        return [
-            "-F",
-            "none",
-            "-i",
-            str(self.key),
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "ConnectTimeout=20",
-        ]
+        return [*HERMETIC_SSH, "-i", str(self.key)]
 
     def proxy_option(self, extra: str = "") -> list[str]:
         words = [*sshkit_argv(), "relay", *shlex.split(extra)]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from sshkit.errors import ExitCode
-from tests.emulator_fixture import Emulator, EmulatorFactory
+from tests.emulator_fixture import HERMETIC_SSH, Emulator, EmulatorFactory
 
 VERSIONS = ["23.09", "24.09", "26.3"]
 
@@ -98,22 +98,11 @@ def ssh_login(
     return subprocess.run(
         [
             "ssh",
-            "-F",
-            "/dev/null",
+            *HERMETIC_SSH,
             "-i",
             str(key),
             "-p",
             str(port),
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "ConnectTimeout=20",
             f"{emu.ssh_user}@{host}",
             "echo sshkit-ok",
         ],

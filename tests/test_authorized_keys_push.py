@@ -22,7 +22,7 @@ from sshkit.api.client import BackendClient
 from sshkit.errors import ExitCode
 from sshkit.formats.authorized_keys import AuthorizedKeys, fingerprint_sha256
 from sshkit.settings import load_connection
-from tests.emulator_fixture import Emulator, EmulatorFactory
+from tests.emulator_fixture import HERMETIC_SSH, Emulator, EmulatorFactory
 
 SSHKIT = Path(sys.executable).with_name("sshkit")
 VERSIONS = ("23.09", "26.3")
@@ -70,9 +70,7 @@ def ssh_login(emu: Emulator, session: str, key: Path) -> subprocess.CompletedPro
     host, port = session_addr(emu, session)
     return subprocess.run(
         [
-            "ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "ConnectTimeout=20", "-i", str(key), "-p", str(port),
+            "ssh", *HERMETIC_SSH, "-i", str(key), "-p", str(port),
             f"{emu.ssh_user}@{host}", "echo", "logged-in-as-$(id -un)",
         ],
         capture_output=True,

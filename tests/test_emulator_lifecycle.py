@@ -12,16 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.emulator.testclient import BaiClient
-from tests.emulator_fixture import Emulator, EmulatorFactory, start_emulator
-
-SSH_OPTS = [
-    "-F", "/dev/null",
-    "-o", "StrictHostKeyChecking=no",
-    "-o", "UserKnownHostsFile=/dev/null",
-    "-o", "BatchMode=yes",
-    "-o", "IdentitiesOnly=yes",
-    "-o", "LogLevel=ERROR",
-]  # fmt: skip
+from tests.emulator_fixture import HERMETIC_SSH, Emulator, EmulatorFactory, start_emulator
 
 
 def _ppids() -> dict[int, int]:
@@ -115,7 +106,7 @@ def test_sigterm_leaves_no_process(tmp_path: Path) -> None:
         ssh = subprocess.Popen(
             [
                 "ssh",
-                *SSH_OPTS,
+                *HERMETIC_SSH,
                 "-i",
                 str(key0),
                 "-p",
@@ -168,7 +159,7 @@ def test_dropbear_session(emulator_factory: EmulatorFactory, tmp_path: Path) -> 
     out = subprocess.run(
         [
             "ssh",
-            *SSH_OPTS,
+            *HERMETIC_SSH,
             "-i",
             str(key),
             "-p",
@@ -187,7 +178,7 @@ def test_dropbear_session(emulator_factory: EmulatorFactory, tmp_path: Path) -> 
     other = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     refused = subprocess.run(
-        ["ssh", *SSH_OPTS, "-i", str(other), "-p", str(port), f"{emu.ssh_user}@{host}", "true"],
+        ["ssh", *HERMETIC_SSH, "-i", str(other), "-p", str(port), f"{emu.ssh_user}@{host}", "true"],
         capture_output=True,
         timeout=60,
         check=False,

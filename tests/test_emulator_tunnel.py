@@ -17,24 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.emulator.testclient import BaiClient
-from tests.emulator_fixture import Emulator
-
-SSH_OPTS = [
-    "-F",
-    "/dev/null",
-    "-o",
-    "StrictHostKeyChecking=no",
-    "-o",
-    "UserKnownHostsFile=/dev/null",
-    "-o",
-    "BatchMode=yes",
-    "-o",
-    "IdentitiesOnly=yes",
-    "-o",
-    "ConnectTimeout=20",
-    "-o",
-    "LogLevel=ERROR",
-]
+from tests.emulator_fixture import HERMETIC_SSH, Emulator
 
 # A throw-away ProxyCommand relay (stdio <-> websocket) so the test needs nothing from sshkit.
 RELAY = r"""
@@ -99,7 +82,7 @@ def test_direct_ssh_with_id_container(emulator: Emulator, tmp_path: Path) -> Non
     out = subprocess.run(
         [
             "ssh",
-            *SSH_OPTS,
+            *HERMETIC_SSH,
             "-i",
             str(key),
             "-p",
@@ -126,7 +109,7 @@ def test_ssh_through_tcpproxy(emulator: Emulator, tmp_path: Path, mode: str) -> 
     out = subprocess.run(
         [
             "ssh",
-            *SSH_OPTS,
+            *HERMETIC_SSH,
             "-o",
             f"ProxyCommand={sys.executable} {relay}",
             "-i",

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.emulator.testclient import BaiClient
-from tests.emulator_fixture import Emulator, EmulatorFactory
+from tests.emulator_fixture import HERMETIC_SSH, Emulator, EmulatorFactory
 
 PROBS = "https://api.backend.ai/probs/"
 
@@ -236,9 +236,7 @@ def test_list_info_and_delete_files(emulator_factory: EmulatorFactory, version: 
 def _ssh(emu: Emulator, session: str, key: Path) -> subprocess.CompletedProcess[str]:
     host, port = emu.sshd_addr(session) if session in emu.info["sshd"] else _addr(emu, session)
     return subprocess.run(
-        ["ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o",
-         "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-         "-o", "LogLevel=ERROR", "-i", str(key), "-p", str(port), f"{emu.ssh_user}@{host}",
+        ["ssh", *HERMETIC_SSH, "-i", str(key), "-p", str(port), f"{emu.ssh_user}@{host}",
          "echo ok"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

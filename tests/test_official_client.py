@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.emulator_fixture import REPO, Emulator, EmulatorFactory
+from tests.emulator_fixture import HERMETIC_SSH, REPO, Emulator, EmulatorFactory
 
 VENV = REPO / ".cache" / "bai-client-23.09"
 # yarl >= 1.17.1 breaks the 23.09 client's API-mode signing (spec §1.4).
@@ -136,10 +136,7 @@ def _app_proxy(
 
 def _ssh(key: Path, port: int, user: str, command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o",
-         "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-         "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30", "-i", str(key), "-p", str(port),
-         f"{user}@127.0.0.1", command],
+        ["ssh", *HERMETIC_SSH, "-i", str(key), "-p", str(port), f"{user}@127.0.0.1", command],
         capture_output=True, text=True, timeout=90, check=False,
     )  # fmt: skip
 
