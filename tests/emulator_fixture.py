@@ -15,9 +15,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    import requests
+
+    from tests.emulator.testclient import BaiClient
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0 * float(os.environ.get("SSHKIT_TEST_TIMEOUT_FACTOR", "1"))
@@ -94,6 +99,27 @@ class Emulator:
         resp = requests.request(method, url, json=json_body, timeout=30)
         resp.raise_for_status()
         return resp.json() if resp.content else None
+
+    def api_client(self) -> BaiClient:
+        """A signing API-mode client of this emulator (the tests' own, not sshkit's)."""
+        from tests.emulator.testclient import BaiClient
+
+        return BaiClient(
+            self.manager_url, mode="api", access_key=self.access_key, secret_key=self.secret_key
+        )
+
+    def download_key(self, session: str, dest: Path) -> requests.Response:
+        """Ask for `session`'s id_container; on 200 write it to `dest` with mode 0600."""
+        # 23.09 takes GET for this call; later versions POST (spec §5.4).
+        method = "GET" if self.info["server_version"] == "23.09" else "POST"
+        resp = self.api_client().request(
+            method, f"/session/{session}/download_single", params={"file": "id_container"}
+        )
+        if resp.status_code == 200:
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(resp.content)
+        return resp
 
     def sshkit_api_env(self, **extra: str) -> dict[str, str]:
         """The current environment plus this emulator's API-mode credentials for sshkit."""

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.emulator.testclient import BaiClient
 from tests.emulator_fixture import HERMETIC_SSH, Emulator, EmulatorFactory, start_emulator
 
 
@@ -59,17 +58,8 @@ def _wait_gone(pids: set[int], timeout: float = 10.0) -> set[int]:
 
 
 def _fetch_key(emu: Emulator, session: str, dest: Path) -> Path:
-    client = BaiClient(
-        emu.manager_url, mode="api", access_key=emu.access_key, secret_key=emu.secret_key
-    )
-    method = "GET" if emu.info["server_version"] == "23.09" else "POST"
-    resp = client.request(
-        method, f"/session/{session}/download_single", params={"file": "id_container"}
-    )
+    resp = emu.download_key(session, dest)
     assert resp.status_code == 200, resp.text
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(resp.content)
     return dest
 
 

@@ -42,17 +42,11 @@ with connect(url, additional_headers=headers, max_size=None, compression=None) a
 """
 
 
-def api_client(emu: Emulator) -> BaiClient:
-    return BaiClient(
-        emu.manager_url, mode="api", access_key=emu.access_key, secret_key=emu.secret_key
-    )
-
-
 def ws_target(
     emu: Emulator, session: str, app: str = "sshd", *, mode: str = "api"
 ) -> tuple[str, dict[str, str]]:
     if mode == "api":
-        client = api_client(emu)
+        client = emu.api_client()
     else:
         client = BaiClient(emu.webserver_url, mode="session")
         assert client.login(emu.username, emu.password).json()["authenticated"]
@@ -66,13 +60,8 @@ def ws_target(
 
 
 def fetch_key(emu: Emulator, session: str, dest: Path) -> Path:
-    resp = api_client(emu).request(
-        "POST", f"/session/{session}/download_single", params={"file": "id_container"}
-    )
+    resp = emu.download_key(session, dest)
     assert resp.status_code == 200, resp.text
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(resp.content)
     return dest
 
 
@@ -148,7 +137,7 @@ def test_echo_64mib_byte_exact(emulator: Emulator) -> None:
     name = "echo-" + uuid.uuid4().hex[:8]
     emulator.hook("POST", "sessions", {"name": name, "apps": ["echo"]})
     try:
-        apps = api_client(emulator).request("GET", f"/stream/session/{name}/apps").json()
+        apps = emulator.api_client().request("GET", f"/stream/session/{name}/apps").json()
         assert {"name": "echo", "protocol": "tcp", "ports": [7000]} in apps
         payload = os.urandom(64 * 1024 * 1024)
         url, headers = ws_target(emulator, name, "echo")

@@ -20,15 +20,9 @@ from tests.emulator_fixture import HERMETIC_SSH, Emulator, EmulatorFactory
 PROBS = "https://api.backend.ai/probs/"
 
 
-def api(emu: Emulator) -> BaiClient:
-    return BaiClient(
-        emu.manager_url, mode="api", access_key=emu.access_key, secret_key=emu.secret_key
-    )
-
-
 def new_folder(emu: Emulator, client: BaiClient | None = None) -> str:
     name = "f-" + uuid.uuid4().hex[:10]
-    resp = (client or api(emu)).request(
+    resp = (client or emu.api_client()).request(
         "POST", "/folders", json_body={"name": name, "host": "local:volume1"}
     )
     assert resp.status_code == 201, resp.text
@@ -37,7 +31,7 @@ def new_folder(emu: Emulator, client: BaiClient | None = None) -> str:
 
 
 def tus_upload(emu: Emulator, folder: str, path: str, data: bytes, chunk: int) -> None:
-    grant = api(emu).request(
+    grant = emu.api_client().request(
         "POST", f"/folders/{folder}/request-upload", json_body={"path": path, "size": len(data)}
     )
     assert grant.status_code == 200, grant.text
@@ -66,7 +60,7 @@ def tus_upload(emu: Emulator, folder: str, path: str, data: bytes, chunk: int) -
 
 
 def download(emu: Emulator, folder: str, path: str, **headers: str) -> requests.Response:
-    grant = api(emu).request(
+    grant = emu.api_client().request(
         "POST", f"/folders/{folder}/request-download", json_body={"path": path}
     )
     assert grant.status_code == 200, grant.text
@@ -80,7 +74,7 @@ def test_reserved_and_invalid_names_refused(
     emulator_factory: EmulatorFactory, version: str
 ) -> None:
     emu = emulator_factory(server_version=version)
-    client = api(emu)
+    client = emu.api_client()
     for name in (".ssh", ".bashrc", ".zsh_profile", ".jupyter", ".terminfo", "/etc"):
         resp = client.request("POST", "/folders", json_body={"name": name})
         assert resp.status_code == 400, (name, resp.text)
@@ -139,7 +133,7 @@ def test_tus_offset_strictness(emulator_factory: EmulatorFactory, version: str) 
     emu = emulator_factory(server_version=version)
     folder = new_folder(emu)
     grant = (
-        api(emu)
+        emu.api_client()
         .request(
             "POST", f"/folders/{folder}/request-upload", json_body={"path": "a.txt", "size": 6}
         )
@@ -185,7 +179,7 @@ def test_tus_offset_strictness(emulator_factory: EmulatorFactory, version: str) 
 @pytest.mark.parametrize("version", ["23.09", "26.3"])
 def test_list_info_and_delete_files(emulator_factory: EmulatorFactory, version: str) -> None:
     emu = emulator_factory(server_version=version)
-    client = api(emu)
+    client = emu.api_client()
     folder = new_folder(emu, client)
     emu.hook(
         "POST",
@@ -248,33 +242,22 @@ def _addr(emu: Emulator, session: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _key_of(emu: Emulator, session: str, dest: Path) -> requests.Response:
-    resp = api(emu).request(
-        "POST", f"/session/{session}/download_single", params={"file": "id_container"}
-    )
-    if resp.status_code == 200:
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(resp.content)
-    return resp
-
-
 def test_ssh_keypair_changes_new_sessions(
     emulator_factory: EmulatorFactory, tmp_path: Path
 ) -> None:
     emu = emulator_factory(fresh=True)
-    client = api(emu)
+    client = emu.api_client()
     before = client.request("GET", "/auth/ssh-keypair").json()["ssh_public_key"]
     assert before.startswith("ssh-rsa ") and before.endswith("\n")
     old_key = tmp_path / "old"
-    assert _key_of(emu, emu.session, old_key).status_code == 200
+    assert emu.download_key(emu.session, old_key).status_code == 200
 
     regenerated = client.request("PATCH", "/auth/ssh-keypair").json()
     assert regenerated["ssh_public_key"] != before
     assert regenerated["ssh_private_key"].startswith("-----BEGIN RSA PRIVATE KEY-----")
     emu.hook("POST", "sessions", {"name": "after-patch"})
     new_key = tmp_path / "new"
-    assert _key_of(emu, "after-patch", new_key).status_code == 200
+    assert emu.download_key("after-patch", new_key).status_code == 200
     assert new_key.read_text() == regenerated["ssh_private_key"]
     assert _ssh(emu, "after-patch", new_key).stdout == "ok\n"
     assert _ssh(emu, "after-patch", old_key).returncode == 255
@@ -303,7 +286,7 @@ def test_ssh_keypair_changes_new_sessions(
 
 def test_dot_ssh_folder(emulator_factory: EmulatorFactory, tmp_path: Path) -> None:
     emu = emulator_factory(allow_dot_ssh_folder=True, fresh=True)
-    client = api(emu)
+    client = emu.api_client()
     assert client.request("POST", "/folders", json_body={"name": ".ssh"}).status_code == 201
     own = tmp_path / "own"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(own)], check=True)
@@ -315,17 +298,17 @@ def test_dot_ssh_folder(emulator_factory: EmulatorFactory, tmp_path: Path) -> No
     emu.hook("POST", "sessions", {"name": "with-dot-ssh"})
     assert _ssh(emu, "with-dot-ssh", own).stdout == "ok\n"
     # As on a real agent: with ~/.ssh mounted, no id_container is written.
-    missing = _key_of(emu, "with-dot-ssh", tmp_path / "k")
+    missing = emu.download_key("with-dot-ssh", tmp_path / "k")
     assert missing.status_code == 500
     assert missing.json()["type"] == PROBS + "kernel-execution-failed"
     # The keypair's key does not get in.
     keypair_key = tmp_path / "keypair"
-    assert _key_of(emu, emu.session, keypair_key).status_code == 200
+    assert emu.download_key(emu.session, keypair_key).status_code == 200
     assert _ssh(emu, "with-dot-ssh", keypair_key).returncode == 255
 
 
 def test_auth_helpers(emulator: Emulator) -> None:
-    client = api(emulator)
+    client = emulator.api_client()
     assert client.request("GET", "/auth/test", params={"echo": "hi"}).json() == {
         "authorized": "yes",
         "echo": "hi",
