@@ -306,9 +306,10 @@ def test_relay_exits_when_parent_ssh_is_killed(api_client: Client, tmp_path: Pat
     assert gone_after < 2, f"relay still running {gone_after:.1f} s after ssh died"
 
 
-def test_relay_exits_when_parent_dies_with_stdin_still_open(api_client: Client) -> None:
-    # The relay's stdin stays open (held by this test), so only the parent watch can
-    # notice that its parent is gone.
+def test_relay_without_a_stdout_pipe_falls_back_to_the_parent_watch(api_client: Client) -> None:
+    # stdout is /dev/null, which cannot hang up, and stdin stays open (held by this
+    # test): nothing on stdio tells that ssh is gone, so the parent watch does. With
+    # pipes, a relay outlives its parent (tests/test_relay_ssh_forks.py).
     code = (
         "import subprocess, sys\n"
         f"p = subprocess.Popen({[*sshkit_argv(), 'relay', api_client.emu.session]!r},"

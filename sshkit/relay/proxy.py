@@ -6,19 +6,17 @@ the CLI's error boundary) and to the opt-in log.
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
-from collections.abc import Callable
 from types import FrameType
 
+from sshkit.relay.liveness import peer_gone_check
 from sshkit.relay.log import RelayLog
 from sshkit.relay.pump import Channel, Pump, PumpResult
 from sshkit.relay.stdio import DEFAULT_CHUNK, FdSink, FdSource
 from sshkit.relay.ws import TunnelTarget, close_error
 
-# How often the main thread looks at signals and at its parent. A relay whose ssh
-# died must not linger (VS Code users have found hundreds of orphaned relays).
+# How often the main thread looks at signals and at ssh's end of the pipes. A relay
+# whose ssh died must not linger (VS Code users have found hundreds of orphaned relays).
 POLL_INTERVAL = 0.2
 
 
@@ -27,12 +25,6 @@ def strip_suffix(host: str, suffix: str | None) -> str:
     if suffix and host.endswith(suffix) and len(host) > len(suffix):
         return host[: -len(suffix)]
     return host
-
-
-def _parent_alive(original_ppid: int) -> Callable[[], bool]:
-    if sys.platform == "win32":  # pragma: no cover - Windows: stdin EOF covers it
-        return lambda: True
-    return lambda: os.getppid() == original_ppid
 
 
 def run_stdio_relay(
@@ -44,7 +36,11 @@ def run_stdio_relay(
     stdout_fd: int = 1,
     chunk: int = DEFAULT_CHUNK,
 ) -> PumpResult:
-    """Pump stdin → `channel` → stdout until the channel closes, a signal or the parent dies.
+    """Pump stdin → `channel` → stdout until the channel closes, a signal or ssh is gone.
+
+    ssh is gone when stdin ends or nobody reads stdout any more (`sshkit.relay.liveness`);
+    the parent process exiting means nothing while the pipes are in use (`ssh -f`,
+    ControlPersist).
 
     Returns the result on a clean end (the server closed normally, stdin ended,
     SIGHUP/SIGTERM, ssh went away). Raises RelayError when the tunnel failed.
@@ -64,7 +60,7 @@ def run_stdio_relay(
         signum = getattr(signal, name, None)
         if signum is not None:
             previous[signum] = signal.signal(signum, on_signal)
-    parent_alive = _parent_alive(os.getppid())
+    peer_gone = peer_gone_check(stdout_fd)
     try:
         pump.start()
         while not pump.wait(POLL_INTERVAL):
@@ -74,9 +70,9 @@ def run_stdio_relay(
                 if log:
                     log.write(f"signal {signals[0]}: closing")
                 pump.stop()
-            elif not parent_alive():
+            elif (why := peer_gone()) is not None:
                 if log:
-                    log.write("parent process died: closing")
+                    log.write(f"{why}: closing")
                 pump.stop()
     finally:
         for signum, handler in previous.items():
