@@ -240,6 +240,36 @@ def test_keepalive_answered_keeps_the_channel_open(pair: tuple[socket.socket, Pe
     assert got == [None]
 
 
+def test_keepalive_pings_at_the_interval_whatever_the_timeout(
+    pair: tuple[socket.socket, Peer],
+) -> None:
+    # A pong timeout longer than the interval must not stretch the period
+    # (it did: interval + timeout between pings).
+    client, peer = pair
+    interval, timeout, window = 0.1, 0.5, 1.5
+    channel = channel_on(client, ping_interval=interval, ping_timeout=timeout)
+    reader = threading.Thread(target=channel.recv, daemon=True)
+    reader.start()
+    pings: list[float] = []
+    start = time.monotonic()
+    while time.monotonic() - start < window:
+        try:
+            frame = peer.frame(timeout=0.5)
+        except TimeoutError:
+            continue
+        if frame.opcode is Opcode.PING:
+            pings.append(time.monotonic() - start)
+            peer.send(Opcode.PONG, frame.data)
+    channel.abort()
+    reader.join(5)
+    expected = window / interval
+    # Generous margins for a loaded machine; interval + timeout would give about 2.
+    assert expected * 0.7 <= len(pings) <= expected + 1, pings
+    mean_gap = (pings[-1] - pings[0]) / (len(pings) - 1)
+    assert mean_gap == pytest.approx(interval, rel=0.3), pings
+    assert channel.close_info is not None and channel.close_info.initiated_by_us
+
+
 def test_a_busy_reader_is_not_taken_for_a_dead_server(pair: tuple[socket.socket, Peer]) -> None:
     client, peer = pair
     channel = channel_on(client, ping_interval=0.05, ping_timeout=0.1)

@@ -189,6 +189,19 @@ def test_dropped_websocket_fails_ssh_quickly(api_client: Client) -> None:
     assert relay_lines == ["sshkit: error: the connection to the server was lost (no close frame)"]
 
 
+def test_a_1011_after_data_flowed_is_not_a_connect_failure(api_client: Client) -> None:
+    session = api_client.emu.session
+    arm(api_client, "drop_tcpproxy", after_bytes=2 << 20, close_code=1011)
+    proc = api_client.run(api_client.ssh(session, "head -c 67108864 /dev/zero"), timeout=60)
+    assert proc.returncode != 0
+    relay_lines = [line for line in proc.stderr.decode().splitlines() if line.startswith("sshkit:")]
+    assert relay_lines[0] == (
+        f"sshkit: error: the tunnel to the sshd of session '{session}' broke: "
+        "the server closed it with an internal error (close code 1011)"
+    ), relay_lines
+    assert "could not connect" not in proc.stderr.decode()
+
+
 def test_dropped_websocket_relay_stdout_holds_only_sshd_bytes(api_client: Client) -> None:
     session = api_client.emu.session
     budget = 600

@@ -118,6 +118,22 @@ def test_abnormal_close_codes_are_errors(code: int | None, fragment: str) -> Non
     assert bytes(sink.data) == b"partial"
 
 
+@pytest.mark.parametrize(("code", "why"), [(1011, "an internal error"), (1013, "try again later")])
+def test_a_close_after_data_says_the_tunnel_broke(code: int, why: str) -> None:
+    at_connect = close_error(CloseInfo(code), TARGET)
+    mid_stream = close_error(CloseInfo(code), TARGET, mid_stream=True)
+    assert at_connect is not None and mid_stream is not None
+    assert "broke" not in at_connect.message
+    assert mid_stream.message == (
+        "the tunnel to the sshd of session 'demo-session' broke: "
+        f"the server closed it with {why} (close code {code})"
+    )
+    # Other endings read the same whenever they happen.
+    for info in (CloseInfo(None, "no close frame"), CloseInfo(4000)):
+        plain, late = close_error(info, TARGET), close_error(info, TARGET, mid_stream=True)
+        assert plain is not None and late is not None and plain.message == late.message
+
+
 def test_normal_close_codes_are_clean() -> None:
     for code in (1000, 1001):
         assert close_error(CloseInfo(code), TARGET) is None

@@ -192,7 +192,11 @@ class Forwarder:
                     f"connection {number}: done, up {result.bytes_up} B,"
                     f" down {result.bytes_down} B, close={result.close}"
                 )
-            error = None if result.stopped else close_error(result.close, self.target)
+            error = (
+                None
+                if result.stopped
+                else close_error(result.close, self.target, mid_stream=result.bytes_down > 0)
+            )
             if error is not None and self.report:
                 self.report(error)
         finally:

@@ -89,7 +89,7 @@ def run_stdio_relay(
     if result.stopped or result.sink_error is not None:
         sink.release()
         return result
-    error = close_error(result.close, target)
+    error = close_error(result.close, target, mid_stream=result.bytes_down > 0)
     if error is not None:
         raise error
     sink.release()

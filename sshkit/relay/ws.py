@@ -176,10 +176,18 @@ def handshake_error(status: int, body: bytes | bytearray, target: TunnelTarget) 
     )
 
 
-def close_error(info: CloseInfo | None, target: TunnelTarget) -> RelayError | None:
-    """The error a closed channel stands for, or None when it closed normally."""
+def close_error(
+    info: CloseInfo | None, target: TunnelTarget, *, mid_stream: bool = False
+) -> RelayError | None:
+    """The error a closed channel stands for, or None when it closed normally.
+
+    `mid_stream`: bytes from the target had already arrived, so the server had
+    connected to it; a close code about connecting would then mislead.
+    """
     if info is None or info.clean:
         return None
+    if mid_stream and info.code in (1011, 1013):
+        return _mid_stream_close_error(info.code, target)
     session = target.session
     if info.code == 1013:
         return RelayError(
@@ -197,6 +205,16 @@ def close_error(info: CloseInfo | None, target: TunnelTarget) -> RelayError | No
         return RelayError(f"the connection to the server was lost ({why})")
     reason = f": {info.reason}" if info.reason else ""
     return RelayError(f"the server closed the tunnel with code {info.code}{reason}")
+
+
+def _mid_stream_close_error(code: int, target: TunnelTarget) -> RelayError:
+    """A 1011/1013 close after the tunnel carried bytes: it broke, it was not refused."""
+    what = "an internal error" if code == 1011 else "try again later"
+    return RelayError(
+        f"the tunnel to the {target.app} of session {target.session!r} broke: "
+        f"the server closed it with {what} (close code {code})",
+        hint="connect again; if it keeps happening, the server's log says why",
+    )
 
 
 class WebSocketChannel:
@@ -462,29 +480,55 @@ class WebSocketChannel:
             pass
 
     def _keep_alive(self, interval: float) -> None:
-        while not self._stopped.wait(interval):
-            if self._close_sent:
-                return  # no frame may follow a close frame
-            sent = time.monotonic()
-            try:
-                self._send_frame(OP_PING, self._random(4))
-            except OSError:
+        """Ping every `interval` s; give up when a ping went unanswered for the timeout.
+
+        The pings keep their period whatever the timeout: waiting for an answer
+        must not delay the next ping, or idle proxies see silence for longer than
+        the documented interval.
+        """
+        next_ping = time.monotonic() + interval
+        # When the oldest unchecked ping went out, and when to check it.
+        checking: tuple[float, float] | None = None
+        while True:
+            due = next_ping if checking is None else min(next_ping, checking[1])
+            if self._stopped.wait(max(0.0, due - time.monotonic())):
                 return
-            if self._stopped.wait(self._ping_timeout):
-                return
-            # Dead when the reader has waited on the socket since before the ping and
-            # nothing came: no pong, no data. A reader busy writing to a slow ssh is
-            # not waiting for the server, so that does not count against it.
-            waiting = self._waiting_since
-            if waiting is not None and waiting <= sent:
-                self._failure = "keepalive ping timeout"
-                if self._log:
-                    self._log.write("no pong from the server: closing")
-                abort = threading.Thread(target=self._send_close, args=(1011,), daemon=True)
-                abort.start()
-                abort.join(0.5)
-                self._shutdown()
-                return
+            now = time.monotonic()
+            if checking is not None and now >= checking[1]:
+                if self._server_silent_since(checking[0]):
+                    self._give_up_on_pong()
+                    return
+                checking = None
+            if now >= next_ping:
+                if self._close_sent:
+                    return  # no frame may follow a close frame
+                sent = time.monotonic()
+                try:
+                    self._send_frame(OP_PING, self._random(4))
+                except OSError:
+                    return
+                if checking is None:
+                    checking = (sent, sent + self._ping_timeout)
+                # The next ping keeps the period, skipping any that a blocked send missed.
+                next_ping += interval * (int((now - next_ping) // interval) + 1)
+
+    def _server_silent_since(self, sent: float) -> bool:
+        """Whether the reader has waited on the socket since `sent` and nothing came.
+
+        No pong, no data. A reader busy writing to a slow ssh is not waiting for the
+        server, so that does not count against it.
+        """
+        waiting = self._waiting_since
+        return waiting is not None and waiting <= sent
+
+    def _give_up_on_pong(self) -> None:
+        self._failure = "keepalive ping timeout"
+        if self._log:
+            self._log.write("no pong from the server: closing")
+        abort = threading.Thread(target=self._send_close, args=(1011,), daemon=True)
+        abort.start()
+        abort.join(0.5)
+        self._shutdown()
 
     @property
     def close_info(self) -> CloseInfo | None:
