@@ -170,3 +170,41 @@ def test_doctor_names_a_changed_pinned_host_key(
     assert proc.returncode == 14
     line = lines_of(proc.stdout)["ssh handshake"]
     assert line.startswith("✗") and "differs from the one pinned" in line
+
+
+def test_doctor_on_a_session_reached_through_the_wildcard(
+    emulator: Emulator, api_env: dict[str, str]
+) -> None:
+    setup(emulator, api_env)
+    created = emulator.hook("POST", "sessions", {"name": "s2"})
+    try:
+        proc = run("doctor", "s2.bai", env=api_env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        checks = lines_of(proc.stdout)
+        assert (
+            "wildcard block *.bai" in checks["ssh config"]
+            and "(session s2)" in checks["ssh config"]
+        )
+        assert checks["session"].startswith("✓ session: s2 is")
+        assert checks["ssh handshake"].startswith("✓ ssh handshake: logged in as")
+        assert all(v.startswith("✓") for v in checks.values()), proc.stdout
+    finally:
+        emulator.hook("DELETE", f"sessions/{created['name']}")
+
+
+def test_doctor_on_the_wildcard_pattern_asks_for_a_name(
+    emulator: Emulator, api_env: dict[str, str]
+) -> None:
+    setup(emulator, api_env)
+    emulator.hook("DELETE", "requests")
+    proc = run("doctor", "*.bai", env=api_env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    checks = lines_of(proc.stdout)
+    assert checks["ssh config"].startswith("✓ ssh config: sshkit wildcard block *.bai")
+    assert "sshkit doctor NAME.bai" in checks["ssh config"]
+    assert checks["session"].startswith("- session: skipped (a wildcard pattern names no session")
+    assert checks["ssh handshake"].startswith("- ")
+    paths = [entry["path"] for entry in emulator.hook("GET", "requests")]
+    assert paths, "doctor should still check the login against the server"
+    for path in paths:
+        assert "%h" not in path and "%25h" not in path and "*" not in path and "%2A" not in path

@@ -15,7 +15,12 @@ _MARK = {"ok": "✓", "fail": "✗", "skip": "-"}
 
 @app.command("doctor")
 def doctor(
-    alias: Annotated[str, typer.Argument(help="Host alias sshkit wrote.")] = "bai-vscode",
+    alias: Annotated[
+        str,
+        typer.Argument(
+            help="Host alias sshkit wrote, or SESSION.bai (a session through the wildcard block)."
+        ),
+    ] = "bai-vscode",
     ssh_config: Annotated[
         Path | None, typer.Option("--ssh-config", help="The ssh config (default ~/.ssh/config).")
     ] = None,

@@ -17,6 +17,7 @@ from sshkit.errors import NotFoundError, SshkitError
 from sshkit.formats.ssh_config import (
     WHOLE_LINE_KEYWORDS,
     HostBlock,
+    ManagedBlock,
     SshConfig,
     argv_split,
     split_keyword,
@@ -63,6 +64,8 @@ class _Ctx:
     identity: Path | None = None
     key_ok: bool = False
     session_ok: bool = False
+    # ALIAS is the wildcard pattern itself (`*.bai`): no session to check.
+    pattern: bool = False
     meta: dict[str, str] = field(default_factory=dict)
 
 
@@ -110,23 +113,67 @@ def _check_endpoint(ctx: _Ctx) -> Check:
 def _check_block(ctx: _Ctx) -> Check:
     _data, cfg = read_config(ctx.config)
     ctx.cfg = cfg
-    for block in cfg.managed_blocks():
+    blocks = cfg.managed_blocks()
+    for block in blocks:
         if block.alias == ctx.alias:
-            ctx.meta = dict(block.meta)
-            ctx.block = HostBlock(block.alias, cfg.block_options(block))
-            opts = {k.lower(): v for k, v in reversed(cfg.block_options(block))}
-            ctx.session = ctx.meta.get("session") or opts.get("hostname")
-            ctx.user = ctx.meta.get("user") or opts.get("user")
-            ident = ctx.meta.get("identity") or " ".join(argv_split(opts.get("identityfile", "")))
-            ctx.identity = Path(ident.replace("%%", "%")) if ident else None
+            if block.meta.get("kind") == "wildcard":
+                return _adopt_wildcard(ctx, cfg, block, None)
+            _adopt_block(ctx, cfg, block)
             return Check(
                 "ssh config",
                 OK,
                 f"sshkit block for {ctx.alias} in {ctx.config} (session {ctx.session})",
             )
+    for block in blocks:
+        suffix = _wildcard_suffix(block)
+        if suffix and ctx.alias.endswith(suffix) and len(ctx.alias) > len(suffix):
+            return _adopt_wildcard(ctx, cfg, block, ctx.alias[: -len(suffix)])
     raise _Fail(
         f"no sshkit block for {ctx.alias} in {ctx.config}",
         f"run: sshkit setup-vscode SESSION --alias {ctx.alias}",
+    )
+
+
+def _adopt_block(ctx: _Ctx, cfg: SshConfig, block: ManagedBlock) -> None:
+    """Take the session, user and key that connections to ctx.alias use from `block`."""
+    ctx.meta = dict(block.meta)
+    ctx.block = HostBlock(block.alias, cfg.block_options(block))
+    opts = {k.lower(): v for k, v in reversed(cfg.block_options(block))}
+    ctx.session = ctx.meta.get("session") or opts.get("hostname")
+    ctx.user = ctx.meta.get("user") or opts.get("user")
+    ident = ctx.meta.get("identity") or " ".join(argv_split(opts.get("identityfile", "")))
+    ctx.identity = Path(ident.replace("%%", "%")) if ident else None
+
+
+def _wildcard_suffix(block: ManagedBlock) -> str | None:
+    """The suffix of an sshkit `Host *SUFFIX` block, None for other blocks."""
+    if block.meta.get("kind") != "wildcard":
+        return None
+    return block.meta.get("suffix") or (block.alias[1:] if block.alias.startswith("*") else None)
+
+
+def _adopt_wildcard(ctx: _Ctx, cfg: SshConfig, block: ManagedBlock, session: str | None) -> Check:
+    """Use the wildcard block for SESSION<SUFFIX>; `session` None: the pattern itself.
+
+    The relay strips the suffix, so the session is the name without it. For the
+    pattern there is no session to ask the server about (never `%h` or `*`).
+    """
+    _adopt_block(ctx, cfg, block)
+    ctx.session = session
+    if session is None:
+        ctx.pattern = True
+        suffix = _wildcard_suffix(block) or ""
+        return Check(
+            "ssh config",
+            OK,
+            f"sshkit wildcard block {block.alias} in {ctx.config}; the session and the "
+            f"handshake need a concrete name: sshkit doctor NAME{suffix}",
+        )
+    return Check(
+        "ssh config",
+        OK,
+        f"sshkit wildcard block {block.alias} in {ctx.config} covers {ctx.alias} "
+        f"(session {session})",
     )
 
 
@@ -328,6 +375,14 @@ def _check_pinned_host_key(ctx: _Ctx, hostkey: Any) -> None:
         )
 
 
+def _session_prereq(ctx: _Ctx) -> str | None:
+    if ctx.pattern:
+        return "a wildcard pattern names no session; run doctor on NAME" + (
+            ctx.alias[1:] if ctx.alias.startswith("*") else ""
+        )
+    return None if ctx.client and ctx.session else "needs login+block"
+
+
 _CHECKS: list[tuple[str, Callable[[_Ctx], Check], Callable[[_Ctx], str | None]]] = [
     ("login", _check_login, lambda c: None),
     ("endpoint", _check_endpoint, lambda c: None if c.conn else "needs a login"),
@@ -340,13 +395,15 @@ _CHECKS: list[tuple[str, Callable[[_Ctx], Check], Callable[[_Ctx], str | None]]]
     ),
     ("permissions", _check_permissions, lambda c: None),
     ("ssh -G", _check_effective, lambda c: None if c.block else "no sshkit block"),
-    ("session", _check_session, lambda c: None if c.client and c.session else "needs login+block"),
+    ("session", _check_session, _session_prereq),
     (
         "ssh handshake",
         _check_handshake,
         lambda c: (
             None
             if c.session_ok and c.identity and c.identity.is_file()
+            else "needs a concrete session name"
+            if c.pattern
             else "needs the session and the key"
         ),
     ),
