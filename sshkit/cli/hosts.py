@@ -37,10 +37,11 @@ def hosts_list(
     if not entries:
         typer.echo("sshkit manages no hosts in this ssh config.")
         return
-    typer.echo(f"{'ALIAS':<20} {'SESSION':<20} {'KIND':<9} {'USER':<8} CONFIG")
+    typer.echo(f"{'ALIAS':<20} {'SESSION':<20} {'KIND':<9} {'USER':<8} {'MUX':<6} CONFIG")
     for e in entries:
         typer.echo(
-            f"{e.alias:<20} {e.session or '-':<20} {e.kind:<9} {e.user or '-':<8} {e.config}"
+            f"{e.alias:<20} {e.session or '-':<20} {e.kind:<9} {e.user or '-':<8} "
+            f"{e.multiplex or '-':<6} {e.config}"
         )
 
 

@@ -43,6 +43,21 @@ def setup_vscode(
         bool, typer.Option("--open", help="Then run `code --remote ssh-remote+ALIAS`.")
     ] = False,
     profile: Annotated[str | None, typer.Option("--profile", help="Login profile.")] = None,
+    multiplex: Annotated[
+        bool,
+        typer.Option(
+            "--multiplex",
+            help="Share one connection between ssh commands (ControlMaster; not on Windows). "
+            "For many short connections: scripts, Ansible, git.",
+        ),
+    ] = False,
+    multiplex_persist: Annotated[
+        str | None,
+        typer.Option(
+            "--multiplex-persist",
+            help="With --multiplex: keep an idle connection this long (default 10m).",
+        ),
+    ] = None,
 ) -> None:
     """Write `Host ALIAS` and `Host *SUFFIX` into ~/.ssh/config, placed so that they win.
 
@@ -55,6 +70,10 @@ def setup_vscode(
 
     if host_key not in (None, "pin", "off"):
         raise UsageError("--host-key must be pin or off")
+    if multiplex_persist is not None and not multiplex:
+        raise UsageError("--multiplex-persist needs --multiplex")
+    if multiplex:
+        svc.refuse_multiplex_on(svc.current_platform())
     conn = load_connection(profile)
     opts = svc.SetupOptions(
         session=session,
@@ -66,6 +85,7 @@ def setup_vscode(
         host_key=host_key,
         ppk=ppk,
         profile=profile,
+        multiplex=(multiplex_persist or svc.DEFAULT_MULTIPLEX_PERSIST) if multiplex else None,
     )
     plan = svc.plan_setup(opts, conn)
     cfg = plan.config
@@ -118,6 +138,11 @@ def _report(result: object) -> None:
         typer.echo(f"PuTTY key: {result.ppk_path}")
     if result.vscode_settings:
         typer.echo(f"VS Code: remote.SSH.remotePlatform[{opts.alias}] = linux")
+    if opts.multiplex is not None:
+        typer.echo(
+            f"Multiplexed: ssh commands to a host share one connection, kept {opts.multiplex} "
+            f"after the last one (end it now: ssh -O exit {opts.alias})"
+        )
     for note in result.notes:
         typer.echo(f"sshkit: {note}", err=True)
     for alias, m in result.mismatches:

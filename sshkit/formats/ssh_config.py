@@ -568,6 +568,40 @@ def sshkit_host_block(
     return HostBlock(alias=alias, options=options, meta=dict(meta or {}))
 
 
+# ControlPersist takes `yes` (forever) or an OpenSSH time: 10m, 1h30m, 600.
+_PERSIST_RE = re.compile(r"^(yes|(?:[0-9]+[sSmMhHdDwW]?)+)$")
+# ssh first binds a temporary name, the ControlPath plus 17 characters, and %C
+# expands to 40 hex digits; a name too long for a socket address makes ssh exit 255.
+_CONTROL_NAME_EXTRA = 1 + 40 + 17 + 1  # "/", %C, ".XXXXXXXXXXXXXXXX", the NUL
+
+
+def multiplex_options(
+    control_dir: str, persist: str, *, sun_path: int = 104
+) -> list[tuple[str, str]]:
+    """Options that share one connection between ssh commands: a master in `control_dir`.
+
+    `ControlPath CONTROL_DIR/%C` (%C: a hash of the connection's names, so one socket
+    per host); `ControlPersist PERSIST` keeps the master after its first ssh exits.
+    `sun_path` is the size of a socket address's path (104 on macOS, 108 on Linux).
+    Raises SshConfigError for a bad `persist` or a directory whose sockets would not fit.
+    """
+    if not _PERSIST_RE.match(persist):
+        raise SshConfigError(
+            f"invalid ControlPersist time {persist!r} (e.g. 10m, 1h, 600, or yes for ever)"
+        )
+    longest = sun_path - _CONTROL_NAME_EXTRA
+    if len(control_dir.rstrip("/").encode()) > longest:
+        raise SshConfigError(
+            f"the directory {control_dir} is too long for ssh's control sockets "
+            f"(at most {longest} bytes here)"
+        )
+    return [
+        ("ControlMaster", "auto"),
+        ("ControlPath", quote_arg(escape_percent(control_dir.rstrip("/")) + "/%C")),
+        ("ControlPersist", persist),
+    ]
+
+
 _FIX = (
     "fix or delete the '# BEGIN SSHKIT'/'# END SSHKIT' lines by hand (each block needs one "
     "begin and one end with the same name, not nested); sshkit changed nothing"

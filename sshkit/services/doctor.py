@@ -232,7 +232,47 @@ def _check_permissions(ctx: _Ctx) -> Check:
             "; ".join(i.describe() for i in issues),
             "run: sshkit fix-perms (OpenSSH refuses group/world-writable configs)",
         )
+    control = _control_dir(ctx)
+    if control is not None:
+        _check_control_dir(control)
+        return Check(
+            "permissions",
+            OK,
+            f"~/.ssh and the config are as OpenSSH demands; {control} is private (0700)",
+        )
     return Check("permissions", OK, "~/.ssh and the config are as OpenSSH demands")
+
+
+def _control_dir(ctx: _Ctx) -> Path | None:
+    """The directory of the block's control sockets when it is multiplexed, else None."""
+    if ctx.block is None or os.name == "nt":
+        return None
+    opts = {k.lower(): v for k, v in reversed(list(ctx.block.options))}
+    if opts.get("controlmaster", "no").lower() in ("no", "false") or "controlpath" not in opts:
+        return None
+    try:
+        words = argv_split(opts["controlpath"])
+    except SshkitError:
+        return None
+    if not words or words[0].lower() == "none":
+        return None
+    path = os.path.expanduser(words[0].replace("%%", "%"))
+    return Path(path).parent
+
+
+def _check_control_dir(directory: Path) -> None:
+    """Fail unless `directory` exists with mode 0700: whoever can write there can put
+    a socket in place of the master's."""
+    fix = f"run: mkdir -p -m 700 {directory} && chmod 700 {directory}   (or rerun setup-vscode)"
+    try:
+        st = directory.lstat()
+    except OSError:
+        raise _Fail(f"the control socket directory {directory} does not exist", fix) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise _Fail(f"{directory} is not a directory", f"remove it, then {fix}")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode != 0o700:
+        raise _Fail(f"the control socket directory {directory} has mode {mode:04o}", fix)
 
 
 def _check_effective(ctx: _Ctx) -> Check:

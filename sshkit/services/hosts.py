@@ -33,6 +33,8 @@ class HostEntry:
     hostname: str | None
     proxy_command: str | None
     profile: str | None
+    # ControlPersist time of a multiplexed block (setup-vscode --multiplex), else None.
+    multiplex: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -46,7 +48,15 @@ class HostEntry:
             "hostname": self.hostname,
             "proxy_command": self.proxy_command,
             "profile": self.profile,
+            "multiplex": self.multiplex,
         }
+
+
+def _multiplex(opts: dict[str, str]) -> str | None:
+    """The ControlPersist time when the block shares connections through a master."""
+    if opts.get("controlmaster", "no").lower() in ("no", "false"):
+        return None
+    return opts.get("controlpersist") or "no"
 
 
 def list_hosts(config: Path | None = None) -> list[HostEntry]:
@@ -74,6 +84,7 @@ def list_hosts(config: Path | None = None) -> list[HostEntry]:
                 hostname=opts.get("hostname"),
                 proxy_command=opts.get("proxycommand"),
                 profile=meta.get("profile"),
+                multiplex=_multiplex(opts),
             )
         )
     return out

@@ -8,6 +8,7 @@ not ``$HOME`` (spec §6.3), and because ``--ssh-config`` may name another file.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -104,6 +105,29 @@ def mismatches(block: HostBlock, host: str, effective: dict[str, list[str]]) -> 
     for key, want in expected_values(block, host).items():
         got = effective.get(key, [])
         actual = got[0] if got else ""
-        if actual != want:
+        if actual != want and not _same_after_expansion(key, want, actual):
             out.append(Mismatch(key, want, actual))
     return out
+
+
+_TIME_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _seconds(value: str) -> int | None:
+    """An OpenSSH time (10m, 1h30m, 600) in seconds; None if it is not one."""
+    parts = re.findall(r"([0-9]+)([smhdw]?)", value.lower())
+    if not parts or "".join(n + u for n, u in parts) != value.lower():
+        return None
+    return sum(int(n) * _TIME_UNITS[u] for n, u in parts)
+
+
+def _same_after_expansion(key: str, want: str, actual: str) -> bool:
+    """Whether `ssh -G` printed `want` in its expanded form (ControlPath's %C, times)."""
+    if key == "controlpath" and want.endswith("/%C"):
+        head, _, name = actual.rpartition("/")
+        return head == want[: -len("/%C")].replace("%%", "%") and bool(
+            re.fullmatch(r"[0-9a-f]{40}", name)
+        )
+    if key == "controlpersist":
+        return want != "yes" and _seconds(want) is not None and str(_seconds(want)) == actual
+    return False

@@ -11,6 +11,7 @@ The flow is split in two so that the CLI can show a diff and ask before anything
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ from sshkit import localfs
 from sshkit.errors import LocalFileError, UsageError
 from sshkit.formats import vscode_settings
 from sshkit.formats.proxycommand import Platform, proxycommand_line
-from sshkit.formats.ssh_config import HostBlock, sshkit_host_block
+from sshkit.formats.ssh_config import HostBlock, multiplex_options, sshkit_host_block
 from sshkit.services import sshcheck
 from sshkit.services.sshconfig_edit import (
     ConfigPlan,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 DEFAULT_ALIAS = "bai-vscode"
 DEFAULT_USER = "work"
 DEFAULT_SUFFIX = ".bai"
+DEFAULT_MULTIPLEX_PERSIST = "10m"
 REMOTE_FOLDER = "/home/work"
 
 
@@ -82,6 +84,42 @@ def managed_known_hosts() -> Path:
     return default_ssh_dir() / "sshkit" / "known_hosts"
 
 
+def control_dir() -> Path:
+    """The private directory of the control sockets of multiplexed blocks (--multiplex)."""
+    return default_ssh_dir() / "sshkit" / "mux"
+
+
+def refuse_multiplex_on(platform: Platform) -> None:
+    """Raise UsageError on Windows, whose OpenSSH has no ControlMaster."""
+    if platform == "windows":
+        raise UsageError(
+            "--multiplex is for macOS and Linux: the OpenSSH of Windows has no ControlMaster"
+        )
+
+
+def _with_multiplex(
+    blocks: list[HostBlock], persist: str, platform: Platform, directory: Path
+) -> list[HostBlock]:
+    """`blocks` sharing one connection per host through a ControlMaster.
+
+    Raises UsageError on Windows (its OpenSSH has no ControlMaster) or for a bad
+    persist time or a directory too long for a socket.
+    """
+    refuse_multiplex_on(platform)
+    from sshkit.errors import SshConfigError
+
+    try:
+        extra = multiplex_options(
+            str(directory), persist, sun_path=108 if sys.platform == "linux" else 104
+        )
+    except SshConfigError as exc:
+        raise UsageError(exc.message) from None
+    return [
+        dataclasses.replace(b, options=[*b.options, *extra], meta={**b.meta, "multiplex": persist})
+        for b in blocks
+    ]
+
+
 @dataclass(frozen=True)
 class SetupOptions:
     session: str
@@ -94,6 +132,8 @@ class SetupOptions:
     ppk: bool = False
     profile: str | None = None
     wildcard: bool = True
+    # ControlPersist time when the blocks share connections (--multiplex), else None.
+    multiplex: str | None = None
 
 
 @dataclass
@@ -184,6 +224,8 @@ def build_blocks(
                 meta=wmeta,
             )
         )
+    if opts.multiplex is not None:
+        blocks = _with_multiplex(blocks, opts.multiplex, platform, control_dir())
     return blocks
 
 
@@ -301,6 +343,8 @@ def apply_setup(plan: SetupPlan, conn: Connection | None) -> SetupResult:
     for change in fix_permissions(targets):
         result.notes.append(f"fixed permissions: {change.describe()}")
     localfs.ensure_private_dir(managed_known_hosts().parent)
+    if opts.multiplex is not None:
+        _ensure_control_dir(result)
     verify_candidate(plan.config)
     result.backup = write_plan(plan.config)
     result.mismatches = check_effective(plan.config.path, plan.config.blocks)
@@ -313,6 +357,23 @@ def apply_setup(plan: SetupPlan, conn: Connection | None) -> SetupResult:
     except LocalFileError as exc:
         result.notes.append(f"VS Code settings not updated: {exc.message}")
     return result
+
+
+def _ensure_control_dir(result: SetupResult) -> None:
+    """Create the control socket directory 0700, or make an existing one 0700 again.
+
+    Whoever can write there can put a socket in the master's place. Raises LocalFileError.
+    """
+    directory = control_dir()
+    if localfs.ensure_private_dir(directory):
+        return
+    mode = directory.stat().st_mode & 0o777
+    if mode != 0o700:
+        try:
+            directory.chmod(0o700)
+        except OSError as exc:
+            raise LocalFileError(f"cannot make {directory} private: {exc.strerror}") from None
+        result.notes.append(f"fixed permissions: {directory} {mode:04o} -> 0700")
 
 
 def open_vscode(alias: str) -> bool:
