@@ -510,7 +510,8 @@ class WebSocketChannel:
                 if checking is None:
                     checking = (sent, sent + self._ping_timeout)
                 # The next ping keeps the period, skipping any that a blocked send missed.
-                next_ping += interval * (int((now - next_ping) // interval) + 1)
+                late = time.monotonic() - next_ping
+                next_ping += interval * (int(late // interval) + 1)
 
     def _server_silent_since(self, sent: float) -> bool:
         """Whether the reader has waited on the socket since `sent` and nothing came.
