@@ -75,8 +75,18 @@ def _explain_bad_gateway(
         return
     request = urllib.request.Request(url, headers=headers, method="GET")  # noqa: S310
     context = ssl_context(conn.verify_tls, conn.ca_bundle) if url.startswith("https") else None
+
+    # No redirect is followed: urllib would copy the session id header to wherever
+    # a 3xx points (another host, or https -> http). A 3xx is an HTTPError here.
+    class NoRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    opener = urllib.request.build_opener(
+        NoRedirects(), urllib.request.HTTPSHandler(context=context)
+    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context):  # noqa: S310
+        with opener.open(request, timeout=timeout):
             return
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403, 404):

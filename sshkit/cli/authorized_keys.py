@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sshkit.cli._app import app
-from sshkit.errors import ExitCode, UsageError
+from sshkit.errors import ExitCode, UsageError, printable
 
 if TYPE_CHECKING:
     from sshkit.api.client import BackendClient
@@ -164,17 +164,25 @@ def _report(result: PushResult) -> None:
     if result.created_folder:
         typer.echo(f"created the folder {result.folder!r}")
     for entry in result.added:
-        typer.echo(f"added {entry.key_type} {entry.fingerprint} {entry.comment}".rstrip())
+        typer.echo(
+            printable(f"added {entry.key_type} {entry.fingerprint} {entry.comment}".rstrip())
+        )
     for entry in result.already_present:
-        typer.echo(f"already there: {entry.key_type} {entry.fingerprint} {entry.comment}".rstrip())
+        typer.echo(
+            printable(
+                f"already there: {entry.key_type} {entry.fingerprint} {entry.comment}".rstrip()
+            )
+        )
     for entry in result.removed:
-        typer.echo(f"removed {entry.key_type} {entry.fingerprint} {entry.comment}".rstrip())
+        typer.echo(
+            printable(f"removed {entry.key_type} {entry.fingerprint} {entry.comment}".rstrip())
+        )
     if not result.uploaded:
         typer.echo(f"{result.target}: nothing to change, nothing uploaded")
     else:
         typer.echo(f"updated {result.target}")
     for warning in result.warnings:
-        typer.echo(f"sshkit: warning: {warning}", err=True)
+        typer.echo(f"sshkit: warning: {printable(warning)}", err=True)
 
 
 @keys_app.command("list")
