@@ -109,6 +109,7 @@ def relay(
     Raises NotLoggedInError/ConfigError (no usable login), AuthError, NotFoundError,
     ServerError (the server refused the tunnel), NetworkError or RelayError.
     """
+    from sshkit.formats.names import check_session_name
     from sshkit.relay.log import open_log
     from sshkit.relay.proxy import run_stdio_relay, strip_suffix
     from sshkit.relay.ws import TunnelTarget
@@ -118,7 +119,7 @@ def relay(
         raise UsageError("--timeout must be positive")
     log = open_log(log_file or os.environ.get(LOG_ENV))
     try:
-        session = strip_suffix(host, suffix)
+        session = check_session_name(strip_suffix(host, suffix))
         if log:
             log.write(f"relay start: session {session!r}, app {app!r}, pid {os.getpid()}")
         conn = load_connection(profile)
@@ -151,11 +152,13 @@ def forward(
     import signal
 
     from sshkit.cli._errors import report
+    from sshkit.formats.names import check_session_name
     from sshkit.relay.forward import Forwarder, parse_bind
     from sshkit.relay.log import open_log
     from sshkit.relay.ws import TunnelTarget
     from sshkit.settings import load_connection
 
+    check_session_name(session)
     host, port = parse_bind(bind)
     conn = load_connection(profile)
     target = TunnelTarget(session, app, conn.endpoint_type == "session")
@@ -214,7 +217,8 @@ def fast_main(argv: Sequence[str]) -> bool:
     Returns False (without doing anything) when typer should handle the command
     line instead, for `--help`.
     """
-    if any(arg in ("-h", "--help") for arg in argv):
+    options = list(argv)[: list(argv).index("--")] if "--" in argv else argv
+    if any(arg in ("-h", "--help") for arg in options):
         return False
     from sshkit.cli._errors import report
 

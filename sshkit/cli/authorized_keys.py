@@ -81,6 +81,10 @@ def push_authorized_keys(
         raise UsageError("--to session needs --session SESSION")
     if session and to is not Target.session:
         raise UsageError("--session only goes with --to session")
+    if session:
+        from sshkit.formats.names import check_session_name
+
+        check_session_name(session)
     if to is Target.keypair:
         _push_keypair(files, lines, fingerprints, dry_run=dry_run, yes=yes, profile=profile)
         return

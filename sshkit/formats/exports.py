@@ -181,7 +181,8 @@ def putty_proxy_command(literal: str) -> str:
     `literal` is the command line without the host (`proxy_command_line`); the
     session's host name is appended by PuTTY/WinSCP as the last argument.
     """
-    return putty_command_escape(literal) + " %host"
+    # "--": the host is the session name, never an option of `sshkit relay`.
+    return putty_command_escape(literal) + " -- %host"
 
 
 # --- PuTTY ----------------------------------------------------------------------

@@ -316,6 +316,9 @@ def fetch_container_key(
     or file missing), UnsafeDownloadError, KeyFormatError, LocalFileError and
     the other API errors; nothing is written then.
     """
+    from sshkit.formats.names import check_session_name
+
+    check_session_name(session)
     path = out if out is not None else default_key_path(conn.profile)
     with _client(conn, http, clock) as client:
         data = client.download_session_file(session, CONTAINER_KEY)

@@ -16,6 +16,7 @@ from typing import Literal
 
 from sshkit.errors import LocalFileError, UsageError
 from sshkit.formats import exports as fmt
+from sshkit.formats.names import check_session_name
 from sshkit.localfs import atomic_write, backup_once, ensure_private_dir, read_bytes_if_exists
 
 Client = Literal["putty", "winscp", "filezilla"]
@@ -152,9 +153,10 @@ def export_session(
     UsageError for values the client cannot hold, LocalFileError for file
     problems, and the errors of `ensure_ppk`.
     """
-    if not session:
-        raise UsageError("the session name is empty")
+    check_session_name(session)
     alias = alias or default_alias(session)
+    if alias.startswith("-"):
+        raise UsageError(f"the alias {alias!r} starts with '-'", hint="choose another --alias")
     target = output if output is not None else default_output(client, alias)
     to_stdout = target == STDOUT
     if not to_stdout and client != "filezilla" and target.exists() and not force:
