@@ -104,6 +104,43 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
         raise LocalFileError(f"cannot write {target}: {exc.strerror}") from None
 
 
+_KEY_STARTS = (
+    b"-----BEGIN ",
+    b"---- BEGIN SSH2",
+    b"PuTTY-User-Key-File-",
+    b"ssh-",
+    b"ecdsa-",
+    b"sk-",
+)
+
+
+def looks_like_key(data: bytes) -> bool:
+    """True when `data` starts like a private or public key file sshkit could have written."""
+    return data.lstrip().startswith(_KEY_STARTS)
+
+
+def check_key_target(path: Path, *, force: bool = False) -> None:
+    """Refuse to write a key to `path` when it is a symlink or an existing non-key file.
+
+    A symlinked `~/.ssh/sshkit/default/id_container` pointing at `~/.bashrc` would
+    otherwise have the link's target replaced by a private key. `force` allows both.
+    Raises LocalFileError.
+    """
+    if force:
+        return
+    if path.is_symlink():
+        raise LocalFileError(
+            f"{path} is a symbolic link; sshkit does not write a key through it",
+            hint="remove the link (or pass --force to replace its target)",
+        )
+    data = read_bytes_if_exists(path) if path.is_file() else None
+    if data is not None and data.strip() and not looks_like_key(data):
+        raise LocalFileError(
+            f"{path} exists and is not a key; sshkit does not overwrite it",
+            hint="choose another file (or pass --force to overwrite it)",
+        )
+
+
 def backup_once(path: Path, suffix: str = BACKUP_SUFFIX) -> Path | None:
     """Copy `path` to `path + suffix` unless that backup already exists.
 

@@ -130,7 +130,9 @@ def ensure_ppk(session: str, key: Path | None, profile: str | None) -> Path:
         return ppk
     from sshkit.services.keyconv import write_ppk
 
-    return write_ppk(key, ppk, force=ppk.exists()).absolute()
+    # Replace only a .ppk sshkit could have made: never a symlink or someone else's file.
+    replace = _is_ppk(ppk) and not ppk.is_symlink()
+    return write_ppk(key, ppk, force=replace).absolute()
 
 
 def export_session(

@@ -18,7 +18,7 @@ from pathlib import Path
 from sshkit.errors import KeyFormatError, LocalFileError, PassphraseError, UsageError
 from sshkit.formats import keys as keyfmt
 from sshkit.formats.ppk import Argon2Params
-from sshkit.localfs import atomic_write, backup_once, read_bytes_if_exists
+from sshkit.localfs import atomic_write, backup_once, check_key_target, read_bytes_if_exists
 
 # PuTTYgen's defaults (Argon2id, 8 MiB, one lane) with a fixed pass count instead
 # of PuTTYgen's timing loop: 21 is what PuTTYgen picked for ~100 ms on the
@@ -138,6 +138,7 @@ def _check_writable(paths: list[Path], force: bool) -> None:
     for p in paths:
         if p.exists() and not force:
             raise LocalFileError(f"{p} already exists", hint="use --force to overwrite it")
+        check_key_target(p, force=force)  # a dangling symlink does not "exist"
         if p.is_dir():
             raise LocalFileError(f"{p} is a directory")
     parent = paths[0].parent

@@ -317,7 +317,13 @@ def apply_setup(plan: SetupPlan, conn: Connection | None) -> SetupResult:
     if opts.ppk:
         from sshkit.services.keyconv import write_ppk
 
-        result.ppk_path = write_ppk(plan.identity, force=True)
+        from sshkit.services.keyconv import default_ppk_path
+
+        ppk = default_ppk_path(plan.identity)
+        replace = not ppk.is_symlink() and localfs.looks_like_key(
+            localfs.read_bytes_if_exists(ppk) or b"PuTTY-User-Key-File-"
+        )
+        result.ppk_path = write_ppk(plan.identity, force=replace)
     try:
         result.vscode_settings = update_vscode_settings(opts.alias)
     except LocalFileError as exc:
