@@ -315,9 +315,7 @@ def apply_setup(plan: SetupPlan, conn: Connection | None) -> SetupResult:
     result.backup = write_plan(plan.config)
     result.mismatches = check_effective(plan.config.path, plan.config.blocks)
     if opts.ppk:
-        from sshkit.services.keyconv import write_ppk
-
-        from sshkit.services.keyconv import default_ppk_path
+        from sshkit.services.keyconv import default_ppk_path, write_ppk
 
         ppk = default_ppk_path(plan.identity)
         replace = not ppk.is_symlink() and localfs.looks_like_key(
