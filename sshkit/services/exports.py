@@ -9,6 +9,7 @@ set-up uses the session's key as a ``.ppk`` file (converted when needed).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -66,6 +67,12 @@ def relay_command(launcher: list[str], profile: str | None) -> str:
     return fmt.proxy_command_line(launcher[0], args)
 
 
+def default_codepage() -> str:
+    """The ANSI code page WinSCP reads WinSCP.ini in: Windows' own (`mbcs`) on
+    Windows; elsewhere cp1252 (Western European Windows), overridable with --codepage."""
+    return "mbcs" if os.name == "nt" else "cp1252"
+
+
 def default_alias(session: str) -> str:
     return f"bai-{session}"
 
@@ -80,17 +87,31 @@ def default_output(client: Client, alias: str) -> Path:
     return filezilla_sitemanager_path()
 
 
-def filezilla_sitemanager_path(environ: dict[str, str] | None = None) -> Path:
-    """FileZilla 3's sitemanager.xml for this user (it need not exist yet)."""
+def filezilla_sitemanager_path(environ: Mapping[str, str] | None = None) -> Path:
+    """FileZilla 3's sitemanager.xml for this user (it need not exist yet).
+
+    Windows: %APPDATA%\\FileZilla. Elsewhere the folder FileZilla itself picks
+    (`GetUnadjustedSettingsDir` in its fz_paths.cpp): the first *existing* folder of
+    `$XDG_CONFIG_HOME/filezilla` (only an absolute XDG_CONFIG_HOME counts),
+    `$HOME/.config/filezilla`, `$HOME/.filezilla`; when none exists, the first of
+    the same list that can be named.
+    """
     env = os.environ if environ is None else environ
     if os.name == "nt" and env.get("APPDATA"):
         return Path(env["APPDATA"]) / "FileZilla" / "sitemanager.xml"
-    home = Path(env.get("HOME") or Path.home())
-    legacy = home / ".filezilla"
-    xdg = Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "filezilla"
-    if (legacy / "sitemanager.xml").is_file() and not (xdg / "sitemanager.xml").is_file():
-        return legacy / "sitemanager.xml"
-    return xdg / "sitemanager.xml"
+    candidates = [
+        f"{base.rstrip('/')}/{suffix}"
+        for base, suffix in (
+            (env.get("XDG_CONFIG_HOME", ""), "filezilla"),
+            (env.get("HOME", ""), ".config/filezilla"),
+            (env.get("HOME", ""), ".filezilla"),
+        )
+        if base.startswith("/")
+    ]
+    if not candidates:
+        candidates = [str(Path.home() / ".config" / "filezilla")]
+    folder = next((c for c in candidates if os.path.isdir(c)), candidates[0])
+    return Path(folder) / "sitemanager.xml"
 
 
 def _ppk_path_for(key: Path) -> Path:
@@ -147,11 +168,13 @@ def export_session(
     port: int = DEFAULT_FORWARD_PORT,
     force: bool = False,
     launcher: list[str] | None = None,
+    codepage: str | None = None,
 ) -> ExportResult:
     """Render (and unless `output` is ``-``, write) the set-up of `session` for `client`.
 
     PuTTY/WinSCP files are never overwritten without `force`; FileZilla's
-    sitemanager.xml is merged into (a one-time backup first). Raises
+    sitemanager.xml is merged into (a one-time backup first). WinSCP.ini is
+    written in `codepage` (default `default_codepage()`). Raises
     UsageError for values the client cannot hold, LocalFileError for file
     problems, and the errors of `ensure_ppk`.
     """
@@ -185,7 +208,9 @@ def export_session(
     if client == "putty":
         data = fmt.render_putty_reg(template, proxied)
     else:
-        data = fmt.render_winscp_ini(template, proxied).encode("utf-8")
+        data = fmt.encode_winscp_ini(
+            fmt.render_winscp_ini(template, proxied), codepage or default_codepage()
+        )
     if not to_stdout:
         atomic_write(target, data)
     return ExportResult(
