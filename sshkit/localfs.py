@@ -10,11 +10,16 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from sshkit.errors import LocalFileError
 
 BACKUP_SUFFIX = ".sshkit-backup"
+LOCK_SUFFIX = ".sshkit-lock"
+LOCK_TIMEOUT = 30.0
 
 
 def read_bytes_if_exists(path: Path) -> bytes | None:
@@ -157,3 +162,69 @@ def backup_once(path: Path, suffix: str = BACKUP_SUFFIX) -> Path | None:
         return None
     atomic_write(backup, data, mode=stat.S_IMODE(target.stat().st_mode))
     return backup
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file guarding `path` (beside its target: `.NAME.sshkit-lock`)."""
+    target = resolve_target(path)
+    return target.with_name(f".{target.name}{LOCK_SUFFIX}")
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold an exclusive lock on `path` from read to replace (other sshkit runs wait).
+
+    The lock is an OS lock (flock, or msvcrt on Windows) on a separate lock file that
+    is never deleted (deleting it would let two runs lock two different files).
+    Waits up to `timeout` seconds. Raises LocalFileError when the wait runs out or
+    the lock file cannot be opened.
+    """
+    lock = lock_path(path)
+    ensure_private_dir(lock.parent)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
+    except OSError as exc:
+        raise LocalFileError(f"cannot open the lock file {lock}: {exc.strerror}") from None
+    try:
+        deadline = time.monotonic() + timeout
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                raise LocalFileError(
+                    f"{path} is locked by another sshkit command (waited {timeout:g} s)",
+                    hint=f"wait for it to finish; if none runs, delete {lock}",
+                )
+            time.sleep(0.05)
+        try:
+            yield
+        finally:
+            _unlock(fd)
+    finally:
+        os.close(fd)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        if sys.platform == "win32":  # pragma: no cover - Windows
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _unlock(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        if sys.platform == "win32":  # pragma: no cover - Windows
+            import msvcrt
+
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_UN)

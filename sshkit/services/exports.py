@@ -18,7 +18,13 @@ from typing import Literal
 from sshkit.errors import LocalFileError, UsageError
 from sshkit.formats import exports as fmt
 from sshkit.formats.names import check_session_name
-from sshkit.localfs import atomic_write, backup_once, ensure_private_dir, read_bytes_if_exists
+from sshkit.localfs import (
+    atomic_write,
+    backup_once,
+    ensure_private_dir,
+    file_lock,
+    read_bytes_if_exists,
+)
 
 Client = Literal["putty", "winscp", "filezilla"]
 
@@ -235,15 +241,18 @@ def _export_filezilla(
     )
     server_xml = fmt.render_filezilla_server(template, site)
     to_stdout = target == STDOUT
-    existing = None if to_stdout else read_bytes_if_exists(target)
-    merged = fmt.merge_filezilla_sites(existing, server_xml)
     backup = None
-    if not to_stdout:
-        if existing is None:
-            ensure_private_dir(target.parent)
-        else:
-            backup = backup_once(target)
-        atomic_write(target, merged.data)
+    if to_stdout:
+        merged = fmt.merge_filezilla_sites(None, server_xml)
+    else:
+        ensure_private_dir(target.parent)
+        # Locked from read to replace: FileZilla's other sites must survive a parallel export.
+        with file_lock(target):
+            existing = read_bytes_if_exists(target)
+            merged = fmt.merge_filezilla_sites(existing, server_xml)
+            if existing is not None:
+                backup = backup_once(target)
+            atomic_write(target, merged.data)
     return ExportResult(
         client="filezilla",
         alias=alias,
