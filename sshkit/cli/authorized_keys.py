@@ -6,7 +6,7 @@ import enum
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -90,12 +90,32 @@ def push_authorized_keys(
         return
     keys = svc.collect_keys(files, lines, default_dir=None if fingerprints else svc.ssh_dir())
     client = _client(profile)
+    guard = _removal_guard(client, fingerprints, yes=yes)
     if to is Target.session:
         assert session is not None
-        result = svc.push_to_session(client, session, keys, fingerprints, dry_run=dry_run)
+        result = svc.push_to_session(client, session, keys, fingerprints, dry_run=dry_run, **guard)
     else:
-        result = svc.push_to_folder(client, keys, fingerprints, folder=folder, dry_run=dry_run)
+        result = svc.push_to_folder(
+            client, keys, fingerprints, folder=folder, dry_run=dry_run, **guard
+        )
     _report(result)
+
+
+def _removal_guard(client: BackendClient, fingerprints: list[str], *, yes: bool) -> dict[str, Any]:
+    """`protected`/`confirm` for push: removing the keypair's key or the last usable key
+    asks first (in a terminal), and is refused off a terminal without --yes."""
+    if not fingerprints or yes:
+        return {"confirm": lambda _reason: True}
+    from sshkit.services import authorized_keys as svc
+
+    def confirm(reason: str) -> bool:
+        if not sys.stdin.isatty():
+            return False
+        typer.echo(f"sshkit: {reason}", err=True)
+        return typer.confirm("Remove it anyway?", default=False, err=True)
+
+    own = svc.current_keypair_fingerprint(client)
+    return {"protected": [own] if own else [], "confirm": confirm}
 
 
 def _push_keypair(
