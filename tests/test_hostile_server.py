@@ -142,10 +142,21 @@ def test_escape_sequences_in_websocket_close_reason() -> None:
     with hostile_server("ws-close") as srv:
         store_session_login(srv.url)
         log = Path(os.environ["HOME"]) / "relay.log"
-        proc = sshkit("relay", "--log-file", str(log), "s1")
-    assert proc.returncode == ExitCode.RELAY, proc.stderr
-    assert "\\x1b]0;pwned" in proc.stderr
-    assert not RAW_CONTROL.search(proc.stderr)
+        # stdin stays open (as ssh keeps it): the relay must end because the server closed.
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "sshkit", "relay", "--log-file", str(log), "s1"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            code = relay.wait(timeout=60)
+        finally:
+            _, err = relay.communicate(timeout=30)  # closes stdin and both pipes
+        stderr = err.decode()
+    assert code == ExitCode.RELAY, stderr
+    assert "\\x1b]0;pwned" in stderr
+    assert not RAW_CONTROL.search(stderr)
     assert not RAW_CONTROL.search(log.read_text())
 
 
