@@ -127,20 +127,49 @@ def test_relay_accepts_dashdash_before_an_ordinary_name() -> None:
     assert proc.returncode == ExitCode.CONFIG, proc.stderr
 
 
-def test_wildcard_typed_name_with_dash_never_reaches_relay_as_option(tmp_path: Path) -> None:
-    """`ssh -- --help.bai` through the written wildcard block: ssh -G shows `-- %h` expanded."""
+def test_real_ssh_runs_the_relay_with_dashdash_before_the_session(tmp_path: Path) -> None:
+    """Real ssh expands the written blocks: the relay gets `relay [--suffix S] -- NAME`."""
     if shutil.which("ssh") is None:
         pytest.skip("needs ssh")
+    record = tmp_path / "argv"
+    fake = tmp_path / "fake-sshkit"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {record}\nexit 1\n')
+    fake.chmod(0o755)
     blocks = build_blocks(
-        SetupOptions(session="s1"), tmp_path / "id", launcher=["/usr/bin/sshkit"], platform="posix"
+        SetupOptions(session="s1", alias="bai-t"),
+        tmp_path / "id",
+        launcher=[str(fake)],
+        platform="posix",
     )
     config = tmp_path / "config"
     config.write_text("".join(line.text + "\n" for b in blocks for line in b.render_lines("\n")))
-    out = subprocess.run(
-        ["ssh", "-G", "-F", str(config), "x-help.bai"], capture_output=True, text=True
-    ).stdout
-    line = next(x for x in out.splitlines() if x.startswith("proxycommand "))
-    assert line.endswith("relay --suffix .bai -- %h") or line.endswith("-- x-help.bai"), line
+    for host in ("bai-t", "x-help.bai"):
+        subprocess.run(
+            [
+                "ssh",
+                "-F",
+                str(config),
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=5",
+                host,
+                "true",
+            ],
+            capture_output=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
+    assert record.read_text().splitlines() == [
+        "relay",
+        "--",
+        "s1",
+        "relay",
+        "--suffix",
+        ".bai",
+        "--",
+        "x-help.bai",
+    ]
 
 
 # ------------------------------------------------------------ 11: ${ in IdentityFile
@@ -161,3 +190,11 @@ def test_identity_path_with_plain_dollar_is_kept(tmp_path: Path) -> None:
         SetupOptions(session="s1"), Path("/k/a$b"), launcher=["/usr/bin/sshkit"], platform="posix"
     )
     assert "a$b" in dict(blocks[0].options)["IdentityFile"]
+
+
+@pytest.mark.parametrize(
+    "exe", ["/opt/$HOME/sshkit", "/opt/`id`/sshkit", "C:\\$Recycle\\sshkit.exe"]
+)
+def test_proxy_command_refuses_what_sh_would_expand(exe: str) -> None:
+    with pytest.raises(UsageError, match="expanded by the shell"):
+        fmt.proxy_command_line(exe, ["relay"])

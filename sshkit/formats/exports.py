@@ -139,6 +139,15 @@ def proxy_command_line(executable: str, args: list[str]) -> str:
     _check_text("sshkit executable path", executable)
     for arg in args:
         _check_text("proxy command argument", arg)
+    for word in (executable, *args):
+        # Unix PuTTY runs the command with `sh -c`, where `$` and backquotes expand even
+        # inside the double quotes Windows needs; no quoting suits both, so refuse them.
+        if "$" in word or "`" in word:
+            raise UsageError(
+                f"cannot put {word!r} in a PuTTY/WinSCP proxy command ('$' or '`' would be"
+                " expanded by the shell)",
+                hint="install sshkit under a path without '$' or '`' (or set SSHKIT_EXECUTABLE)",
+            )
     return " ".join([windows_quote_arg(executable), *(windows_quote_arg(a) for a in args)])
 
 
