@@ -150,3 +150,32 @@ class RelayError(SshkitError):
 
 class CheckFailedError(SshkitError):
     exit_code = ExitCode.CHECK_FAILED
+
+
+# Control characters (C0, DEL, C1) and the bidirectional overrides that can reorder
+# what a terminal shows. Server text with ESC/BEL/OSC could retitle the window or write
+# the clipboard (OSC 52), so every string from a server is passed through `printable`
+# before it is printed or logged.
+_UNSAFE_CHARS = frozenset(
+    [*range(0x00, 0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+)
+
+
+def printable(text: str) -> str:
+    """`text` with every control or bidi-override character shown as an escape (``\\x1b``).
+
+    Tabs and line breaks are escaped too: the result is one line, safe for any terminal
+    or log. Never raises.
+    """
+    if not any(ord(c) in _UNSAFE_CHARS for c in text):
+        return text
+    out: list[str] = []
+    for c in text:
+        code = ord(c)
+        if code not in _UNSAFE_CHARS:
+            out.append(c)
+        elif code < 0x100:
+            out.append(f"\\x{code:02x}")
+        else:
+            out.append(f"\\u{code:04x}")
+    return "".join(out)

@@ -10,11 +10,16 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from sshkit.errors import LocalFileError
 
 BACKUP_SUFFIX = ".sshkit-backup"
+LOCK_SUFFIX = ".sshkit-lock"
+LOCK_TIMEOUT = 30.0
 
 
 def read_bytes_if_exists(path: Path) -> bytes | None:
@@ -104,6 +109,43 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
         raise LocalFileError(f"cannot write {target}: {exc.strerror}") from None
 
 
+_KEY_STARTS = (
+    b"-----BEGIN ",
+    b"---- BEGIN SSH2",
+    b"PuTTY-User-Key-File-",
+    b"ssh-",
+    b"ecdsa-",
+    b"sk-",
+)
+
+
+def looks_like_key(data: bytes) -> bool:
+    """True when `data` starts like a private or public key file sshkit could have written."""
+    return data.lstrip().startswith(_KEY_STARTS)
+
+
+def check_key_target(path: Path, *, force: bool = False) -> None:
+    """Refuse to write a key to `path` when it is a symlink or an existing non-key file.
+
+    A symlinked `~/.ssh/sshkit/default/id_container` pointing at `~/.bashrc` would
+    otherwise have the link's target replaced by a private key. `force` allows both.
+    Raises LocalFileError.
+    """
+    if force:
+        return
+    if path.is_symlink():
+        raise LocalFileError(
+            f"{path} is a symbolic link; sshkit does not write a key through it",
+            hint="remove the link (or pass --force to replace its target)",
+        )
+    data = read_bytes_if_exists(path) if path.is_file() else None
+    if data is not None and data.strip() and not looks_like_key(data):
+        raise LocalFileError(
+            f"{path} exists and is not a key; sshkit does not overwrite it",
+            hint="choose another file (or pass --force to overwrite it)",
+        )
+
+
 def backup_once(path: Path, suffix: str = BACKUP_SUFFIX) -> Path | None:
     """Copy `path` to `path + suffix` unless that backup already exists.
 
@@ -120,3 +162,69 @@ def backup_once(path: Path, suffix: str = BACKUP_SUFFIX) -> Path | None:
         return None
     atomic_write(backup, data, mode=stat.S_IMODE(target.stat().st_mode))
     return backup
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file guarding `path` (beside its target: `.NAME.sshkit-lock`)."""
+    target = resolve_target(path)
+    return target.with_name(f".{target.name}{LOCK_SUFFIX}")
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold an exclusive lock on `path` from read to replace (other sshkit runs wait).
+
+    The lock is an OS lock (flock, or msvcrt on Windows) on a separate lock file that
+    is never deleted (deleting it would let two runs lock two different files).
+    Waits up to `timeout` seconds. Raises LocalFileError when the wait runs out or
+    the lock file cannot be opened.
+    """
+    lock = lock_path(path)
+    ensure_private_dir(lock.parent)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
+    except OSError as exc:
+        raise LocalFileError(f"cannot open the lock file {lock}: {exc.strerror}") from None
+    try:
+        deadline = time.monotonic() + timeout
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                raise LocalFileError(
+                    f"{path} is locked by another sshkit command (waited {timeout:g} s)",
+                    hint=f"wait for it to finish; if none runs, delete {lock}",
+                )
+            time.sleep(0.05)
+        try:
+            yield
+        finally:
+            _unlock(fd)
+    finally:
+        os.close(fd)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        if sys.platform == "win32":  # pragma: no cover - Windows
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _unlock(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        if sys.platform == "win32":  # pragma: no cover - Windows
+            import msvcrt
+
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_UN)

@@ -269,12 +269,15 @@ def resolve_settings(
     flags: Mapping[str, str | None] | None = None,
     file_data: Mapping[str, object] | None = None,
     login: StoredLogin | Literal[False] | None = False,
+    tls_from_login: bool = True,
 ) -> Settings:
     """Resolve every setting once, recording its source.
 
     `flags` maps setting keys to command-line values (None = not given).
     `file_data` and `login` default to reading the config file and the stored
-    login. Raises ConfigError on malformed values.
+    login. `tls_from_login` False ignores the stored login's `insecure` and
+    `ca_bundle` (`sshkit login` must never inherit an old --insecure: the new
+    password would go over unverified TLS). Raises ConfigError on malformed values.
     """
     env = os.environ if environ is None else environ
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
@@ -345,6 +348,8 @@ def resolve_settings(
             "insecure": None if stored.verify_tls else "yes",
             "ca_bundle": stored.ca_bundle,
         }
+        if not tls_from_login:
+            from_login["insecure"] = from_login["ca_bundle"] = None
     defaults: dict[str, str | None] = {
         "domain": DEFAULT_DOMAIN,
         "api_version": DEFAULT_API_VERSION,

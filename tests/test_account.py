@@ -146,11 +146,12 @@ def test_a_download_that_is_not_a_key_writes_nothing(hermetic_home: Path) -> Non
 
 def test_existing_key_untouched_on_failure(hermetic_home: Path) -> None:
     out = hermetic_home / "id_container"
-    out.write_bytes(b"old key")
+    old = b"-----BEGIN OPENSSH PRIVATE KEY-----\nold key\n"
+    out.write_bytes(old)
     reply = multipart(tar_of(("id_container", tarfile.SYMTYPE, b"")))
     with pytest.raises(UnsafeDownloadError):
         fetch_container_key(CONN, "demo", out, http=server(reply))
-    assert out.read_bytes() == b"old key"
+    assert out.read_bytes() == old
     assert sorted(p.name for p in hermetic_home.iterdir() if "id_container" in p.name) == [
         "id_container"
     ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from sshkit.api.client import BackendClient
-from sshkit.errors import NetworkError
-from sshkit.settings import Connection
+from sshkit.credentials import StoredLogin, write_login
+from sshkit.errors import ExitCode, NetworkError
+from sshkit.settings import Connection, resolve_settings
 from tests.relay_fakes import self_signed_cert
 
 
@@ -82,3 +85,54 @@ def test_insecure_skips_verification_without_warnings(tls_server: tuple[str, Pat
     # pytest turns warnings into errors: urllib3's InsecureRequestWarning would fail this.
     info = BackendClient(conn(url, verify=False)).probe()
     assert info.api_version == "v8.20240915"
+
+
+def _login(url: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sshkit",
+            "login",
+            "--endpoint",
+            url,
+            "--username",
+            "u@x",
+            "--password-stdin",
+            *flags,
+        ],
+        input="new-password",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_login_never_inherits_insecure_from_the_stored_login(
+    tls_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14 item 2: an old --insecure login must not make the next login skip TLS."""
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    url, _ = tls_server
+    write_login(
+        "default",
+        StoredLogin(endpoint=url, endpoint_type="session", session_id="S", verify_tls=False),
+    )
+    proc = _login(url)
+    assert proc.returncode == ExitCode.NETWORK, proc.stderr
+    assert "TLS verification" in proc.stderr
+    # The stored login still works for other commands: it is only `login` that re-decides.
+    assert not resolve_settings().verify_tls
+
+
+def test_no_insecure_overrides_the_environment(
+    tls_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("SSHKIT_INSECURE", "1")
+    url, _ = tls_server
+    proc = _login(url, "--no-insecure")
+    assert proc.returncode == ExitCode.NETWORK, proc.stderr
+    assert "TLS verification" in proc.stderr

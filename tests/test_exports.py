@@ -162,7 +162,7 @@ def test_putty_reg_fields(exe: str, key: str) -> None:
     stored = values["ProxyTelnetCommand"]
     assert isinstance(stored, str)
     ran = fmt.putty_command_unescape(stored, host="demo-session", port=22)
-    assert windows_argv(ran) == [exe, "relay", "demo-session"]
+    assert windows_argv(ran) == [exe, "relay", "--", "demo-session"]
 
 
 def test_putty_formatter_traps_are_escaped() -> None:
@@ -225,6 +225,7 @@ def test_relay_command_with_profile_and_spaces() -> None:
         "relay",
         "--profile",
         "work",
+        "--",
         "s1",
     ]
     fallback = fmt.putty_proxy_command(
@@ -235,6 +236,7 @@ def test_relay_command_with_profile_and_spaces() -> None:
         "-m",
         "sshkit",
         "relay",
+        "--",
         "s1",
     ]
 
@@ -279,7 +281,7 @@ def test_winscp_ini_fields(exe: str, key: str) -> None:
         assert sec["PublicKeyFile"].startswith("%EF%BB%BF")
     # The proxy command is stored raw; PuTTY's formatter then applies.
     ran = fmt.putty_command_unescape(sec["ProxyTelnetCommand"], host="demo-session", port=22)
-    assert windows_argv(ran) == [exe, "relay", "demo-session"]
+    assert windows_argv(ran) == [exe, "relay", "--", "demo-session"]
 
 
 @pytest.mark.parametrize("value", ["plain", "with space", ".dot", "ünï côdé", "100%", "a\\b*?"])

@@ -79,7 +79,7 @@ def test_putty_export_converts_the_key_and_writes_the_reg(tmp_path: Path) -> Non
     assert values["PublicKeyFile"] == str(ppk)
     assert values["ProxyMethod"] == 5
     command = fmt.putty_command_unescape(str(values["ProxyTelnetCommand"]), host="h", port=22)
-    assert windows_argv(command) == [str(SSHKIT.absolute()), "relay", "h"]
+    assert windows_argv(command) == [str(SSHKIT.absolute()), "relay", "--", "h"]
 
 
 @needs_puttygen

@@ -313,7 +313,8 @@ def test_session_mode_login_with_a_named_profile(
     assert proc.returncode == 0, proc.stderr.decode()
     config = home() / ".ssh" / "config"
     text = config.read_text()
-    assert "relay --profile lab %h" in text and "relay --profile lab --suffix .lab %h" in text
+    assert "relay --profile lab -- %h" in text
+    assert "relay --profile lab --suffix .lab -- %h" in text
     assert (home() / ".ssh" / "sshkit" / "lab" / "id_container").is_file()
     done = ssh(config, "lab-vscode", "echo lab", env=env)
     assert done.returncode == 0, done.stderr.decode()

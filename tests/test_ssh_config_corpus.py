@@ -159,13 +159,13 @@ def test_placement_proof(name: str, mode: int, ssh_dir: Path) -> None:
     assert eff["user"] == ["work"]
     assert eff["identityfile"][0] == str(ssh_dir / "id_container")
     assert eff["identitiesonly"] == ["yes"]
-    assert eff["proxycommand"] == ['"/opt/sshkit tools/bin/sshkit" relay %h']
+    assert eff["proxycommand"] == ['"/opt/sshkit tools/bin/sshkit" relay -- %h']
     assert eff["stricthostkeychecking"] == ["accept-new"]
     assert eff["userknownhostsfile"] == [str(ssh_dir / "sshkit" / "known_hosts")]
     assert "port" in eff
     newsess = sshcheck.ssh_g(config, "newsess.bai")
     assert newsess["hostname"] == ["newsess.bai"]
-    assert newsess["proxycommand"] == ['"/opt/sshkit tools/bin/sshkit" relay --suffix .bai %h']
+    assert newsess["proxycommand"] == ['"/opt/sshkit tools/bin/sshkit" relay --suffix .bai -- %h']
     assert newsess["user"] == ["work"]
     # The hand-written seed-guide block is disabled: none of its leftovers apply.
     if b"Port 49335" in original and b"Host bai-vscode\n" in original:
@@ -316,7 +316,7 @@ def test_windows_style_block_reads_back_through_ssh_g(ssh_dir: Path) -> None:
     assert snapshot(config, names) == before
     assert check_effective(config, blocks) == []
     eff = sshcheck.ssh_g(config, ALIAS)
-    assert eff["proxycommand"] == ['"C:/Program Files/sshkit/sshkit.exe" relay %h']
+    assert eff["proxycommand"] == ['"C:/Program Files/sshkit/sshkit.exe" relay -- %h']
     assert eff["identityfile"][0] == "C:\\Users\\Jane Doe\\.ssh\\sshkit\\default\\id_container"
     hosts.remove_hosts([ALIAS, "*.bai"], config)
     assert config.read_bytes() == original

@@ -19,13 +19,23 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from http import cookiejar
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 from urllib3.exceptions import InsecureRequestWarning
 
 from sshkit.api.auth import CONTENT_TYPE_EMPTY, CONTENT_TYPE_JSON, format_date, sign_headers
+from sshkit.api.limits import (
+    DEADLINE_ENV,
+    MAX_JSON_BODY,
+    BodyTooLargeError,
+    Deadline,
+    deadline_seconds,
+    describe_size,
+    mount_abortable,
+    read_limited,
+)
 from sshkit.api.models import (
     Identity,
     LoginResult,
@@ -41,6 +51,7 @@ from sshkit.errors import (
     NotFoundError,
     RejectedError,
     ServerError,
+    SshkitError,
     UnsafeDownloadError,
     UsageError,
 )
@@ -128,10 +139,15 @@ class BackendClient:
         http: requests.Session | None = None,
         clock: Clock | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        deadline: float | None = None,
     ) -> None:
         self.conn = conn
         self._http = http if http is not None else requests.Session()
         self._owns_http = http is None
+        # An injected transport keeps its own adapters; the deadline is then checked
+        # between chunks only.
+        self._abortable = mount_abortable(self._http) if http is None else None
+        self._deadline = deadline if deadline is not None else deadline_seconds()
         self._http.cookies.set_policy(_NoCookies())
         self._clock = clock or _utcnow
         self._timeout = timeout
@@ -185,34 +201,58 @@ class BackendClient:
         *,
         headers: Mapping[str, str],
         data: bytes | None = None,
-        stream: bool = False,
+        limit: int | None = MAX_JSON_BODY,
+        too_large: type[SshkitError] = ServerError,
+        what: str | None = None,
     ) -> requests.Response:
+        """Send one request and read its whole answer, within the deadline and `limit` bytes.
+
+        Raises NetworkError (unreachable, TLS, deadline), `too_large` past `limit`.
+        """
+        deadline = Deadline(self._deadline, self._abortable)
         try:
-            with warnings.catch_warnings():
+            with deadline, warnings.catch_warnings():
                 if self._verify is False:
                     # --insecure was asked for explicitly; the CLI says so once.
                     warnings.simplefilter("ignore", InsecureRequestWarning)
-                return self._http.request(
+                resp = self._http.request(
                     method,
                     url,
                     headers=dict(headers),
                     data=data,
                     timeout=self._timeout,
                     verify=self._verify,
-                    stream=stream,
+                    stream=True,
                     allow_redirects=False,
                 )
-        except requests.exceptions.SSLError as exc:
+                read_limited(resp, limit, deadline)
+                if deadline.expired:
+                    raise TimeoutError
+                return resp
+        except BodyTooLargeError:
+            raise too_large(
+                f"{what or self._host_of(url)}: the answer is larger than"
+                f" {describe_size(limit or 0)}; sshkit refuses it"
+            ) from None
+        except (TimeoutError, requests.RequestException) as exc:
+            if isinstance(exc, TimeoutError) or deadline.expired:
+                raise NetworkError(
+                    f"{self._host_of(url)} did not finish answering within {self._deadline:g} s",
+                    hint=f"set {DEADLINE_ENV}=SECONDS to allow more time",
+                ) from None
+            self._network_error(url, exc)
+
+    def _network_error(self, url: str, exc: requests.RequestException) -> NoReturn:
+        if isinstance(exc, requests.exceptions.SSLError):
             raise NetworkError(
                 f"TLS verification of {self._host_of(url)} failed: {_short_reason(exc)}",
                 hint="pass --ca-bundle FILE for a private CA (or --insecure to skip the check)",
             ) from None
-        except requests.Timeout:
+        if isinstance(exc, requests.Timeout):
             raise NetworkError(f"{self._host_of(url)} did not answer in time") from None
-        except requests.RequestException as exc:
-            raise NetworkError(
-                f"cannot connect to {self._host_of(url)}: {_short_reason(exc)}"
-            ) from None
+        raise NetworkError(
+            f"cannot connect to {self._host_of(url)}: {_short_reason(exc)}"
+        ) from None
 
     @staticmethod
     def _host_of(url: str) -> str:
@@ -279,14 +319,16 @@ class BackendClient:
         json: Any = None,
         params: Params | None = None,
         what: str | None = None,
-        stream: bool = False,
         send_body: bool | None = None,
+        limit: int | None = MAX_JSON_BODY,
+        too_large: type[SshkitError] = ServerError,
     ) -> requests.Response:
-        """Send an authenticated API request and return the (2xx/3xx) response.
+        """Send an authenticated API request and return the (2xx/3xx) response, body read.
 
-        `what` names the operation in error messages ("listing folders").
-        Raises AuthError, NotFoundError, RejectedError, ServerError (with the
-        server's title and msg) or NetworkError.
+        `what` names the operation in error messages ("listing folders"); an
+        answer over `limit` bytes raises `too_large`. Raises AuthError,
+        NotFoundError, RejectedError, ServerError (with the server's title and
+        msg) or NetworkError.
         """
         method = method.upper()
         url, rel = self._url(path, params)
@@ -294,7 +336,13 @@ class BackendClient:
         body = jsonlib.dumps(json).encode() if has_body else None
         ctype = CONTENT_TYPE_JSON if has_body else CONTENT_TYPE_EMPTY
         resp = self._send(
-            method, url, headers=self._auth_headers(method, rel, ctype), data=body, stream=stream
+            method,
+            url,
+            headers=self._auth_headers(method, rel, ctype),
+            data=body,
+            limit=limit,
+            too_large=too_large,
+            what=what,
         )
         if resp.status_code >= 300:
             raise self.error_for(resp, what or f"{method} {path}")
@@ -484,7 +532,8 @@ class BackendClient:
                     json={"files": [path]} if in_body else None,
                     params=None if in_body else {"files": [path]},
                     what=what,
-                    stream=True,
+                    limit=MAX_BODY_SIZE,
+                    too_large=UnsafeDownloadError,
                 )
             except ApiError as exc:
                 if _is_missing_file(exc):
@@ -499,16 +548,7 @@ class BackendClient:
                     last = exc
                     continue
                 raise
-            with resp:
-                declared = resp.headers.get("Content-Length", "")
-                if declared.isdigit() and int(declared) > MAX_BODY_SIZE:
-                    raise UnsafeDownloadError(f"{what}: the answer is larger than 1 MiB")
-                body = b""
-                for chunk in resp.iter_content(64 * 1024):
-                    body += chunk
-                    if len(body) > MAX_BODY_SIZE:
-                        raise UnsafeDownloadError(f"{what}: the answer is larger than 1 MiB")
-                return resp.headers.get("Content-Type", ""), body
+            return resp.headers.get("Content-Type", ""), resp.content
         assert last is not None
         raise last
 
@@ -653,16 +693,17 @@ class BackendClient:
         )
         url, token = self._ticket(ticket, what)
         download_url = _with_query(url, {"token": token})
-        resp = self._send("GET", download_url, headers={"User-Agent": USER_AGENT}, stream=True)
-        with resp:
-            if resp.status_code >= 300:
-                raise self.error_for(resp, what)
-            body = b""
-            for chunk in resp.iter_content(256 * 1024):
-                body += chunk
-                if max_size is not None and len(body) > max_size:
-                    raise UnsafeDownloadError(f"{what}: larger than {max_size} bytes")
-            return body
+        resp = self._send(
+            "GET",
+            download_url,
+            headers={"User-Agent": USER_AGENT},
+            limit=max_size,
+            too_large=UnsafeDownloadError,
+            what=what,
+        )
+        if resp.status_code >= 300:
+            raise self.error_for(resp, what)
+        return resp.content
 
     def delete_files(self, folder: str, files: Iterable[str], *, recursive: bool = False) -> None:
         """`DELETE /folders/{name}/delete-files`."""

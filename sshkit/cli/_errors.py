@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from sshkit.errors import ExitCode, SshkitError
+from sshkit.errors import ExitCode, SshkitError, printable
 
 _debug = False
 
@@ -22,10 +22,11 @@ def is_debug() -> bool:
 
 def report(exc: SshkitError) -> int:
     """Print `exc` as one line on stderr (plus an optional hint); return its exit code."""
-    message = " ".join(str(exc.message).split())
+    # Messages may quote a server's words: control characters are escaped, never printed.
+    message = printable(" ".join(str(exc.message).split()))
     sys.stderr.write(f"sshkit: error: {message}\n")
     if exc.hint:
-        sys.stderr.write(f"sshkit: hint: {' '.join(exc.hint.split())}\n")
+        sys.stderr.write(f"sshkit: hint: {printable(' '.join(exc.hint.split()))}\n")
     sys.stderr.flush()
     return int(exc.exit_code)
 

@@ -75,8 +75,18 @@ def _explain_bad_gateway(
         return
     request = urllib.request.Request(url, headers=headers, method="GET")  # noqa: S310
     context = ssl_context(conn.verify_tls, conn.ca_bundle) if url.startswith("https") else None
+
+    # No redirect is followed: urllib would copy the session id header to wherever
+    # a 3xx points (another host, or https -> http). A 3xx is an HTTPError here.
+    class NoRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    opener = urllib.request.build_opener(
+        NoRedirects(), urllib.request.HTTPSHandler(context=context)
+    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context):  # noqa: S310
+        with opener.open(request, timeout=timeout):
             return
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403, 404):
@@ -99,6 +109,7 @@ def relay(
     Raises NotLoggedInError/ConfigError (no usable login), AuthError, NotFoundError,
     ServerError (the server refused the tunnel), NetworkError or RelayError.
     """
+    from sshkit.formats.names import check_session_name
     from sshkit.relay.log import open_log
     from sshkit.relay.proxy import run_stdio_relay, strip_suffix
     from sshkit.relay.ws import TunnelTarget
@@ -108,7 +119,7 @@ def relay(
         raise UsageError("--timeout must be positive")
     log = open_log(log_file or os.environ.get(LOG_ENV))
     try:
-        session = strip_suffix(host, suffix)
+        session = check_session_name(strip_suffix(host, suffix))
         if log:
             log.write(f"relay start: session {session!r}, app {app!r}, pid {os.getpid()}")
         conn = load_connection(profile)
@@ -141,11 +152,13 @@ def forward(
     import signal
 
     from sshkit.cli._errors import report
+    from sshkit.formats.names import check_session_name
     from sshkit.relay.forward import Forwarder, parse_bind
     from sshkit.relay.log import open_log
     from sshkit.relay.ws import TunnelTarget
     from sshkit.settings import load_connection
 
+    check_session_name(session)
     host, port = parse_bind(bind)
     conn = load_connection(profile)
     target = TunnelTarget(session, app, conn.endpoint_type == "session")
@@ -204,7 +217,8 @@ def fast_main(argv: Sequence[str]) -> bool:
     Returns False (without doing anything) when typer should handle the command
     line instead, for `--help`.
     """
-    if any(arg in ("-h", "--help") for arg in argv):
+    options = list(argv)[: list(argv).index("--")] if "--" in argv else argv
+    if any(arg in ("-h", "--help") for arg in options):
         return False
     from sshkit.cli._errors import report
 

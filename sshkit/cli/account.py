@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from sshkit.cli._app import app
-from sshkit.errors import UsageError
+from sshkit.errors import UsageError, printable
 
 _PROFILE = typer.Option("--profile", help="Login profile (default: 'default').")
 
@@ -55,8 +55,14 @@ def login(
         ),
     ] = False,
     insecure: Annotated[
-        bool, typer.Option("--insecure", help="Do not verify the server's TLS certificate.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--insecure/--no-insecure",
+            help="Do not verify the server's TLS certificate (--no-insecure: verify, even if"
+            " the environment or config file says insecure). Never taken from a stored login.",
+            show_default=False,
+        ),
+    ] = None,
     ca_bundle: Annotated[
         Path | None, typer.Option("--ca-bundle", help="CA certificates (PEM) to verify TLS with.")
     ] = None,
@@ -75,10 +81,10 @@ def login(
         "endpoint_type": endpoint_type.value if endpoint_type else None,
         "username": username,
         "access_key": access_key,
-        "insecure": "yes" if insecure else None,
+        "insecure": None if insecure is None else ("yes" if insecure else "no"),
         "ca_bundle": str(ca_bundle) if ca_bundle else None,
     }
-    settings = resolve_settings(profile, flags=flags)
+    settings = resolve_settings(profile, flags=flags, tls_from_login=False)
     if not settings.value("endpoint"):
         raise UsageError("no endpoint to log in to", hint="pass --endpoint URL")
     if settings.values["endpoint_type"].source == "default" and username:
@@ -100,15 +106,17 @@ def login(
             flags["secret_key"] = _read_secret_from_stdin("secret key")
         elif not settings.value("secret_key"):
             flags["secret_key"] = typer.prompt("Secret key", hide_input=True)
-    settings = resolve_settings(profile, flags=flags)
+    settings = resolve_settings(profile, flags=flags, tls_from_login=False)
     if not settings.verify_tls:
         typer.echo("sshkit: warning: TLS certificates are not verified (--insecure)", err=True)
     done = account.login(settings, username=flags["username"], password=password)
     who = done.username or done.access_key or "?"
     server = f"manager {done.manager_version}, " if done.manager_version else ""
     typer.echo(
-        f"Logged in to {done.endpoint} as {who} ({done.endpoint_type} mode, "
-        f"{server}API {done.api_version}); profile {done.profile!r}."
+        printable(
+            f"Logged in to {done.endpoint} as {who} ({done.endpoint_type} mode, "
+            f"{server}API {done.api_version}); profile {done.profile!r}."
+        )
     )
     after = resolve_settings(profile)
     if after.value("endpoint") != done.endpoint:
@@ -127,7 +135,7 @@ def logout(profile: Annotated[str | None, _PROFILE] = None) -> None:
 
     done = account.logout(resolve_settings(profile))
     if done.warning:
-        typer.echo(f"sshkit: warning: {done.warning}", err=True)
+        typer.echo(f"sshkit: warning: {printable(done.warning)}", err=True)
     if done.forgotten:
         typer.echo(f"Logged out of {done.endpoint} (profile {done.profile!r}).")
     else:
@@ -157,4 +165,4 @@ def whoami(profile: Annotated[str | None, _PROFILE] = None) -> None:
     ]
     for label, value in rows:
         if value:
-            typer.echo(f"{label + ':':<12} {value}")
+            typer.echo(f"{label + ':':<12} {printable(value)}")

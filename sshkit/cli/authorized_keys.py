@@ -6,12 +6,12 @@ import enum
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from sshkit.cli._app import app
-from sshkit.errors import ExitCode, UsageError
+from sshkit.errors import ExitCode, UsageError, printable
 
 if TYPE_CHECKING:
     from sshkit.api.client import BackendClient
@@ -81,17 +81,41 @@ def push_authorized_keys(
         raise UsageError("--to session needs --session SESSION")
     if session and to is not Target.session:
         raise UsageError("--session only goes with --to session")
+    if session:
+        from sshkit.formats.names import check_session_name
+
+        check_session_name(session)
     if to is Target.keypair:
         _push_keypair(files, lines, fingerprints, dry_run=dry_run, yes=yes, profile=profile)
         return
     keys = svc.collect_keys(files, lines, default_dir=None if fingerprints else svc.ssh_dir())
     client = _client(profile)
+    guard = _removal_guard(client, fingerprints, yes=yes)
     if to is Target.session:
         assert session is not None
-        result = svc.push_to_session(client, session, keys, fingerprints, dry_run=dry_run)
+        result = svc.push_to_session(client, session, keys, fingerprints, dry_run=dry_run, **guard)
     else:
-        result = svc.push_to_folder(client, keys, fingerprints, folder=folder, dry_run=dry_run)
+        result = svc.push_to_folder(
+            client, keys, fingerprints, folder=folder, dry_run=dry_run, **guard
+        )
     _report(result)
+
+
+def _removal_guard(client: BackendClient, fingerprints: list[str], *, yes: bool) -> dict[str, Any]:
+    """`protected`/`confirm` for push: removing the keypair's key or the last usable key
+    asks first (in a terminal), and is refused off a terminal without --yes."""
+    if not fingerprints or yes:
+        return {"confirm": lambda _reason: True}
+    from sshkit.services import authorized_keys as svc
+
+    def confirm(reason: str) -> bool:
+        if not sys.stdin.isatty():
+            return False
+        typer.echo(f"sshkit: {reason}", err=True)
+        return typer.confirm("Remove it anyway?", default=False, err=True)
+
+    own = svc.current_keypair_fingerprint(client)
+    return {"protected": [own] if own else [], "confirm": confirm}
 
 
 def _push_keypair(
@@ -164,17 +188,25 @@ def _report(result: PushResult) -> None:
     if result.created_folder:
         typer.echo(f"created the folder {result.folder!r}")
     for entry in result.added:
-        typer.echo(f"added {entry.key_type} {entry.fingerprint} {entry.comment}".rstrip())
+        typer.echo(
+            printable(f"added {entry.key_type} {entry.fingerprint} {entry.comment}".rstrip())
+        )
     for entry in result.already_present:
-        typer.echo(f"already there: {entry.key_type} {entry.fingerprint} {entry.comment}".rstrip())
+        typer.echo(
+            printable(
+                f"already there: {entry.key_type} {entry.fingerprint} {entry.comment}".rstrip()
+            )
+        )
     for entry in result.removed:
-        typer.echo(f"removed {entry.key_type} {entry.fingerprint} {entry.comment}".rstrip())
+        typer.echo(
+            printable(f"removed {entry.key_type} {entry.fingerprint} {entry.comment}".rstrip())
+        )
     if not result.uploaded:
         typer.echo(f"{result.target}: nothing to change, nothing uploaded")
     else:
         typer.echo(f"updated {result.target}")
     for warning in result.warnings:
-        typer.echo(f"sshkit: warning: {warning}", err=True)
+        typer.echo(f"sshkit: warning: {printable(warning)}", err=True)
 
 
 @keys_app.command("list")

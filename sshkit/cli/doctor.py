@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from sshkit.cli._app import app
-from sshkit.errors import CheckFailedError
+from sshkit.errors import CheckFailedError, printable
 
 _MARK = {"ok": "✓", "fail": "✗", "skip": "-"}
 
@@ -31,9 +31,9 @@ def doctor(
 
     report = run_doctor(alias, config=ssh_config, profile=profile)
     for check in report.checks:
-        typer.echo(f"{_MARK[check.status]} {check.name}: {check.detail}")
+        typer.echo(f"{_MARK[check.status]} {check.name}: {printable(check.detail)}")
         if check.hint and check.status == "fail":
-            typer.echo(f"    fix: {check.hint}")
+            typer.echo(f"    fix: {printable(check.hint)}")
     if report.failed:
         names = ", ".join(c.name for c in report.failed)
         raise CheckFailedError(f"{len(report.failed)} check(s) failed: {names}")

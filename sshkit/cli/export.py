@@ -84,6 +84,14 @@ def winscp(
     key: Annotated[Path | None, _KEY] = None,
     profile: Annotated[str | None, _PROFILE] = None,
     force: Annotated[bool, _FORCE] = False,
+    codepage: Annotated[
+        str | None,
+        typer.Option(
+            "--codepage",
+            help="Windows ANSI code page WinSCP reads WinSCP.ini in"
+            " [default: mbcs on Windows, cp1252 elsewhere].",
+        ),
+    ] = None,
 ) -> None:
     """Write a WinSCP site (WinSCP.ini section) that runs `sshkit relay` as its local proxy.
 
@@ -102,6 +110,7 @@ def winscp(
             key=key,
             profile=profile,
             force=force,
+            codepage=codepage,
         )
     )
     if result.path is not None:

@@ -21,6 +21,12 @@ def fetch_key(
         ),
     ] = None,
     profile: Annotated[str | None, typer.Option("--profile", help="Login profile.")] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Write even through a symlink or over a file that is not a key."
+        ),
+    ] = False,
 ) -> None:
     """Download the session's SSH key (id_container) and save it with mode 0600.
 
@@ -30,7 +36,7 @@ def fetch_key(
     from sshkit.services.account import fetch_container_key
     from sshkit.settings import load_connection
 
-    result = fetch_container_key(load_connection(profile), session, output)
+    result = fetch_container_key(load_connection(profile), session, output, force=force)
     if result.backup:
         typer.echo(f"Kept the previous key as {result.backup}")
     state = "Saved" if result.changed else "Unchanged:"

@@ -59,6 +59,13 @@ _NoPass = Annotated[
     bool, typer.Option("--no-passphrase", help="Write the output without a passphrase.")
 ]
 _Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")]
+_Expensive = Annotated[
+    bool,
+    typer.Option(
+        "--allow-expensive-kdf",
+        help="Accept Argon2 beyond 1 GiB of memory or 16 GiB·passes (up to 4 GiB, 10000 passes).",
+    ),
+]
 
 
 @app.command("to-ppk")
@@ -84,6 +91,7 @@ def to_ppk(
         int, typer.Option("--argon2-parallelism", help="Argon2 lanes.")
     ] = 1,
     force: _Force = False,
+    allow_expensive_kdf: _Expensive = False,
 ) -> None:
     """Convert a private key to PuTTY's PPK format (for PuTTY, WinSCP, FileZilla)."""
     from sshkit.formats.ppk import Argon2Params
@@ -98,7 +106,8 @@ def to_ppk(
         keyconv.KDF_NAMES[kdf.lower()], argon2_memory, argon2_passes, argon2_parallelism
     )
     try:
-        replace(argon2, salt=bytes(16)).check()  # the real salt is drawn by the service
+        # The real salt is drawn by the service.
+        replace(argon2, salt=bytes(16)).check(allow_expensive=allow_expensive_kdf)
     except KeyFormatError as exc:
         raise UsageError(exc.message) from None
     result = keyconv.convert_to_ppk(
@@ -111,6 +120,7 @@ def to_ppk(
         argon2=argon2,
         force=force,
         ask_passphrase=_asker(),
+        allow_expensive_kdf=allow_expensive_kdf,
     )
     state = "encrypted" if result.encrypted else "not encrypted"
     typer.echo(f"Wrote {result.path} (PPK v{ppk_version}, {state}) {result.fingerprint}")
@@ -127,13 +137,20 @@ def from_ppk(
     new_passphrase_file: _NewPassFile = None,
     no_passphrase: _NoPass = False,
     force: _Force = False,
+    allow_expensive_kdf: _Expensive = False,
 ) -> None:
     """Convert a PuTTY .ppk key to an OpenSSH private key (and OUT.pub)."""
     from sshkit.services import keyconv
 
     old, new = _passphrases(passphrase_file, new_passphrase_file, no_passphrase)
     result = keyconv.convert_from_ppk(
-        ppk, output, passphrase=old, new_passphrase=new, force=force, ask_passphrase=_asker()
+        ppk,
+        output,
+        passphrase=old,
+        new_passphrase=new,
+        force=force,
+        ask_passphrase=_asker(),
+        allow_expensive_kdf=allow_expensive_kdf,
     )
     state = "encrypted" if result.encrypted else "not encrypted"
     typer.echo(f"Wrote {result.path} and {result.public_path} ({state}) {result.fingerprint}")
@@ -149,6 +166,7 @@ def key_info(
             "--passphrase-file", help="Only needed for encrypted PEM keys without a .pub file."
         ),
     ] = None,
+    allow_expensive_kdf: _Expensive = False,
 ) -> None:
     """Show a key's type, bits, SHA256 fingerprint, comment, format and encryption."""
     from sshkit.services import keyconv
@@ -157,7 +175,7 @@ def key_info(
     if passphrase_file is not None:
         fixed = keyconv.read_passphrase_file(passphrase_file)
         ask = lambda _question: fixed  # noqa: E731
-    info = keyconv.key_info(file, ask_passphrase=ask)
+    info = keyconv.key_info(file, ask_passphrase=ask, allow_expensive_kdf=allow_expensive_kdf)
     comment = None if info.comment is None else _display(info.comment)
     fields = {
         "path": str(info.path),

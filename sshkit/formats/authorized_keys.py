@@ -46,6 +46,55 @@ _PRIVATE_MARKERS = (
 _RFC4716_MARKER = "---- BEGIN SSH2 PUBLIC KEY ----"
 _FINGERPRINT_RE = re.compile(r"^(?:SHA256:)?([A-Za-z0-9+/]{43})=?$")
 
+# The option names sshd accepts (auth-options.c, `sshauthopt_parse`; matched without
+# regard to case). A line with any other option is rejected whole by sshd, so a key
+# that appears only on such a line is not authorized at all.
+SSHD_FLAG_OPTIONS = frozenset(
+    {
+        "restrict",
+        "cert-authority",
+        "port-forwarding",
+        "no-port-forwarding",
+        "agent-forwarding",
+        "no-agent-forwarding",
+        "x11-forwarding",
+        "no-x11-forwarding",
+        "pty",
+        "no-pty",
+        "user-rc",
+        "no-user-rc",
+        "touch-required",
+        "no-touch-required",
+        "verify-required",
+        "no-verify-required",
+    }
+)
+SSHD_VALUE_OPTIONS = frozenset(
+    {
+        "command",
+        "principals",
+        "from",
+        "expiry-time",
+        "environment",
+        "permitopen",
+        "permitlisten",
+        "tunnel",
+    }
+)
+# Options that do not narrow what the key may do (a certificate authority line is a
+# different identity altogether).
+_UNRESTRICTING = frozenset(
+    {
+        "cert-authority",
+        "port-forwarding",
+        "agent-forwarding",
+        "x11-forwarding",
+        "pty",
+        "user-rc",
+        "no-touch-required",
+    }
+)
+
 
 class LineKind(enum.Enum):
     """What one line of an authorized_keys file is."""
@@ -80,6 +129,19 @@ class KeyEntry:
     @property
     def is_cert_authority(self) -> bool:
         return self.options is not None and "cert-authority" in _option_names(self.options)
+
+    @property
+    def usable(self) -> bool:
+        """False when sshd rejects the line for its options (an unknown option name,
+        a flag given a value or a valued option without one)."""
+        return self.options is None or sshd_accepts_options(self.options)
+
+    @property
+    def restrictions(self) -> list[str]:
+        """The option names on this line that narrow what the key may do."""
+        if self.options is None:
+            return []
+        return sorted(_option_names(self.options) - _UNRESTRICTING)
 
     @property
     def identity(self) -> tuple[bytes, bool]:
@@ -130,6 +192,10 @@ class MergeResult:
     added: list[KeyEntry] = field(default_factory=list)
     already_present: list[KeyEntry] = field(default_factory=list)
     removed: list[KeyEntry] = field(default_factory=list)
+    # For each already-present key: the line that authorizes it, when it has restrictions.
+    restricted: list[KeyEntry] = field(default_factory=list)
+    # How many usable key lines the merged file has.
+    usable_keys: int = 0
 
     @property
     def changed(self) -> bool:
@@ -291,6 +357,35 @@ def _option_names(options: str) -> set[str]:
 # --- key blobs (decoded by sshkit.formats.keys) --------------------------------
 
 
+def _option_items(options: str) -> list[str]:
+    """The comma-separated items of an options field (commas inside quotes kept)."""
+    items: list[str] = []
+    start, quoted = 0, False
+    for i, ch in enumerate(options + ","):
+        if ch == '"' and (i == 0 or options[i - 1] != "\\"):
+            quoted = not quoted
+        elif ch == "," and not quoted:
+            items.append(options[start:i])
+            start = i + 1
+    return items
+
+
+def sshd_accepts_options(options: str) -> bool:
+    """True when sshd would accept this options field (names as in `SSHD_*_OPTIONS`)."""
+    for item in _option_items(options):
+        name, eq, value = item.partition("=")
+        name = name.strip().lower()
+        if name in SSHD_FLAG_OPTIONS:
+            if eq:
+                return False
+        elif name in SSHD_VALUE_OPTIONS:
+            if not (eq and value.startswith('"') and value.endswith('"') and len(value) >= 2):
+                return False
+        else:
+            return False
+    return True
+
+
 def _key_bits(blob: bytes, *, strict: bool) -> int | None:
     """Key size in bits; with strict=True a malformed or unknown blob raises _Unparsable."""
     try:
@@ -402,12 +497,21 @@ def merge(
             removed.append(line.key)
         else:
             kept.append(line)
-    present = {line.key.identity for line in kept if line.key is not None}
+    # Only lines sshd accepts authorize anything: a key present only on a line with an
+    # unknown option is not there as far as sshd is concerned.
+    usable = {
+        line.key.identity: line.key for line in kept if line.key is not None and line.key.usable
+    }
+    present = set(usable)
     added: list[KeyEntry] = []
     already: list[KeyEntry] = []
+    restricted: list[KeyEntry] = []
     for key in add:
         if key.identity in present:
             already.append(key)
+            holder = usable.get(key.identity)
+            if holder is not None and holder.restrictions:
+                restricted.append(holder)
             continue
         present.add(key.identity)
         added.append(key)
@@ -423,13 +527,20 @@ def merge(
         for key in added
     ]
     data = AuthorizedKeys(tuple(kept + new_lines)).render()
-    return MergeResult(data=data, added=added, already_present=already, removed=removed)
+    return MergeResult(
+        data=data,
+        added=added,
+        already_present=already,
+        removed=removed,
+        restricted=restricted,
+        usable_keys=len(usable) + len(added),
+    )
 
 
 def missing_after(data: bytes, *, added: Iterable[KeyEntry], removed: Iterable[KeyEntry]) -> bool:
     """True when `data` lost an added key or regained a removed one (a lost update)."""
     keys = AuthorizedKeys.parse(data).keys()
-    identities = {key.identity for key in keys}
+    identities = {key.identity for key in keys if key.usable}
     fingerprints = {key.fingerprint for key in keys}
     return any(key.identity not in identities for key in added) or any(
         key.fingerprint in fingerprints for key in removed

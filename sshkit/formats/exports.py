@@ -30,7 +30,8 @@ from __future__ import annotations
 import re
 import string
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from xml.sax.saxutils import escape as _xml_escape
 
 from sshkit.errors import LocalFileError, UsageError
@@ -138,6 +139,15 @@ def proxy_command_line(executable: str, args: list[str]) -> str:
     _check_text("sshkit executable path", executable)
     for arg in args:
         _check_text("proxy command argument", arg)
+    for word in (executable, *args):
+        # Unix PuTTY runs the command with `sh -c`, where `$` and backquotes expand even
+        # inside the double quotes Windows needs; no quoting suits both, so refuse them.
+        if "$" in word or "`" in word:
+            raise UsageError(
+                f"cannot put {word!r} in a PuTTY/WinSCP proxy command ('$' or '`' would be"
+                " expanded by the shell)",
+                hint="install sshkit under a path without '$' or '`' (or set SSHKIT_EXECUTABLE)",
+            )
     return " ".join([windows_quote_arg(executable), *(windows_quote_arg(a) for a in args)])
 
 
@@ -181,7 +191,8 @@ def putty_proxy_command(literal: str) -> str:
     `literal` is the command line without the host (`proxy_command_line`); the
     session's host name is appended by PuTTY/WinSCP as the last argument.
     """
-    return putty_command_escape(literal) + " %host"
+    # "--": the host is the session name, never an option of `sshkit relay`.
+    return putty_command_escape(literal) + " -- %host"
 
 
 # --- PuTTY ----------------------------------------------------------------------
@@ -326,6 +337,27 @@ def render_winscp_ini(template: str, session: ProxySession) -> str:
     return string.Template(template).substitute(values)
 
 
+def encode_winscp_ini(text: str, codepage: str) -> bytes:
+    """WinSCP.ini bytes in the Windows ANSI code page `codepage` (`mbcs`, `cp1252`...).
+
+    WinSCP reads WinSCP.ini as ANSI (a TMemIniFile without an encoding); munged
+    values are ASCII, but ``ProxyTelnetCommand`` is stored raw, so a path such as
+    ``C:\\Users\\Zoë\\...`` must be in the code page WinSCP will read it with.
+    Raises UsageError for text the code page cannot hold (or an unknown code page).
+    """
+    try:
+        return text.encode(codepage)
+    except LookupError:
+        raise UsageError(f"unknown code page {codepage!r}") from None
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end]
+        raise UsageError(
+            f"the WinSCP site holds {bad!r}, which the {codepage} code page cannot store",
+            hint="install sshkit and keep the key under a path of plain characters,"
+            " or pass --codepage with Windows' ANSI code page",
+        ) from None
+
+
 # --- FileZilla ------------------------------------------------------------------
 
 
@@ -392,55 +424,144 @@ def merge_filezilla_sites(existing: bytes | None, server_xml: str) -> MergeResul
     """Add the ``<Server>`` in `server_xml` to a sitemanager.xml, or replace the one
     with the same name directly under ``<Servers>``.
 
-    Everything else in `existing` is kept: other sites, ``<Folder>``s, comments,
-    attributes and their order. `existing` None or empty starts a new file.
-    Raises LocalFileError when `existing` is not a FileZilla sitemanager.xml.
+    Everything outside the replaced site is kept byte for byte: other sites,
+    ``<Folder>``s, comments and the DOCTYPE outside the root, character
+    references such as ``&#13;``, CRLF line endings. `existing` None or empty
+    starts a new file. Raises LocalFileError when `existing` is not a FileZilla
+    sitemanager.xml.
     """
     new_server = _parse(server_xml.encode("utf-8"), "the FileZilla template")
     if new_server.tag != "Server":
         raise UsageError("the FileZilla template is not a <Server> element")
     name = _site_name(new_server)
-
     if existing is None or not existing.strip():
-        root = ET.Element("FileZilla3")
-        root.text = "\n    "
-        servers = ET.SubElement(root, "Servers")
-        servers.text = "\n"
-        servers.tail = "\n"
-    else:
-        root = _parse(existing, "the existing sitemanager.xml")
-        if root.tag != "FileZilla3":
-            raise LocalFileError(
-                f"the existing file is not a FileZilla sitemanager.xml (root <{root.tag}>)"
-            )
-        found = root.find("Servers")
-        if found is None:
-            found = ET.SubElement(root, "Servers")
-            found.text = "\n"
-            found.tail = "\n"
-        servers = found
+        return _new_sitemanager(new_server)
 
+    root = _parse(existing, "the existing sitemanager.xml")
+    if root.tag != "FileZilla3":
+        raise LocalFileError(
+            f"the existing file is not a FileZilla sitemanager.xml (root <{root.tag}>)"
+        )
     kept = sum(1 for _ in root.iter("Server"))
-    replaced = False
-    for index, child in enumerate(list(servers)):
-        if child.tag == "Server" and _site_name(child) == name:
-            new_server.tail = child.tail
-            before = servers[index - 1].tail if index else servers.text
-            ET.indent(new_server, space="    ", level=0)
-            _shift(new_server, _last_line(before) or "        ")
-            servers.remove(child)
-            servers.insert(index, new_server)
-            replaced = True
-            kept -= 1
-            break
-    if not replaced:
-        _append_indented(servers, new_server)
+    servers = root.find("Servers")
+    names = [_site_name(c) for c in servers if c.tag == "Server"] if servers is not None else []
+    spans = _spans(existing)
+    eol = b"\r\n" if b"\r\n" in existing else b"\n"
+    step = b"    "
 
+    def text(indent: bytes) -> bytes:
+        lines = server_xml.strip().replace("\r\n", "\n").split("\n")
+        return (eol + indent).join(line.encode("utf-8") for line in lines)
+
+    if spans.servers is not None and name in names:
+        start, end = spans.children[names.index(name)]
+        indent = _indent_before(existing, start)
+        data = existing[:start] + text(indent) + existing[end:]
+        return MergeResult(data=data, replaced=True, kept_sites=kept - 1)
+
+    if spans.servers is not None:
+        s_start, s_end, e_start = spans.servers
+        outer = _indent_before(existing, s_start)
+        if e_start is None:  # <Servers/>
+            block = b"<Servers>" + eol + outer + step + text(outer + step) + eol + outer
+            data = existing[:s_start] + block + b"</Servers>" + existing[s_end:]
+        elif spans.children:
+            last_end = spans.children[-1][1]
+            indent = _indent_before(existing, spans.children[-1][0])
+            data = existing[:last_end] + eol + indent + text(indent) + existing[last_end:]
+        else:
+            data = _insert_before_end(existing, e_start, outer + step, text, eol)
+    else:
+        r_start, _, r_end_tag = spans.root
+        outer = _indent_before(existing, r_start) + step
+        inner = b"<Servers>" + eol + outer + step + text(outer + step) + eol + outer + b"</Servers>"
+        if r_end_tag is None:  # <FileZilla3/>
+            raise LocalFileError("the existing sitemanager.xml has an empty <FileZilla3/> root")
+        data = _insert_before_end(existing, r_end_tag, outer, lambda _i: inner, eol)
+    return MergeResult(data=data, replaced=False, kept_sites=kept)
+
+
+@dataclass
+class _Spans:
+    """Byte offsets in a sitemanager.xml: the root's and the first <Servers>'
+    (start of start tag, end of the element, start of the end tag or None), and
+    each direct <Server> child of that <Servers> as (start, end)."""
+
+    root: tuple[int, int, int | None] = (0, 0, None)
+    servers: tuple[int, int, int | None] | None = None
+    children: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _spans(data: bytes) -> _Spans:
+    from xml.parsers import expat
+
+    parser = expat.ParserCreate()
+    spans = _Spans()
+    stack: list[tuple[str, int]] = []
+    in_first_servers = False
+
+    def end_of(tag_start: int) -> int:
+        return data.index(b">", tag_start) + 1
+
+    def start(name: str, attrs: object) -> None:
+        nonlocal in_first_servers
+        pos = parser.CurrentByteIndex
+        stack.append((name, pos))
+        if len(stack) == 2 and name == "Servers" and spans.servers is None:
+            in_first_servers = True
+
+    def end(name: str) -> None:
+        nonlocal in_first_servers
+        _, begin = stack.pop()
+        pos = parser.CurrentByteIndex
+        # expat reports an end tag at its "</", and an empty element's end just past "/>".
+        self_closing = not data.startswith(b"</", pos)
+        finish = pos if self_closing else end_of(pos)
+        span = (begin, finish, None if self_closing else pos)
+        if not stack:
+            spans.root = span
+        elif len(stack) == 1 and name == "Servers" and in_first_servers:
+            spans.servers = span
+            in_first_servers = False
+        elif len(stack) == 2 and name == "Server" and in_first_servers:
+            spans.children.append((begin, finish))
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.Parse(data, True)
+    return spans
+
+
+def _indent_before(data: bytes, pos: int) -> bytes:
+    """The whitespace between the line start and `pos` (empty when text precedes it)."""
+    line_start = max(data.rfind(b"\n", 0, pos), data.rfind(b"\r", 0, pos)) + 1
+    prefix = data[line_start:pos]
+    return prefix if not prefix.strip() else b""
+
+
+def _insert_before_end(
+    data: bytes, end_tag: int, indent: bytes, text: Callable[[bytes], bytes], eol: bytes
+) -> bytes:
+    """Insert an element as the last child of the element whose end tag starts at `end_tag`."""
+    closing = _indent_before(data, end_tag)
+    line_start = end_tag - len(closing)
+    if closing or (line_start > 0 and data[line_start - 1 : line_start] in (b"\n", b"\r")):
+        return data[:line_start] + indent + text(indent) + eol + data[line_start:]
+    return data[:end_tag] + eol + indent + text(indent) + eol + data[end_tag:]
+
+
+def _new_sitemanager(new_server: ET.Element) -> MergeResult:
+    root = ET.Element("FileZilla3")
+    root.text = "\n    "
+    servers = ET.SubElement(root, "Servers")
+    servers.text = "\n"
+    servers.tail = "\n"
+    _append_indented(servers, new_server)
     body = ET.tostring(root, encoding="unicode", xml_declaration=False)
     data = ('<?xml version="1.0" encoding="UTF-8" standalone="yes" ?>\n' + body + "\n").encode(
         "utf-8"
     )
-    return MergeResult(data=data, replaced=replaced, kept_sites=kept)
+    return MergeResult(data=data, replaced=False, kept_sites=0)
 
 
 def _last_line(text: str | None) -> str | None:

@@ -688,8 +688,12 @@ def probe_key_file(data: bytes) -> KeyFileInfo:
     raise KeyFormatError("not a recognised SSH key file")
 
 
-def load_private_key(data: bytes, passphrase: bytes | None = None) -> PrivateKey:
+def load_private_key(
+    data: bytes, passphrase: bytes | None = None, *, allow_expensive_kdf: bool = False
+) -> PrivateKey:
     """Load a private key from any supported file format (see the module docstring).
+
+    `allow_expensive_kdf` lifts the default Argon2 limits of PPK v3 files.
 
     `passphrase` is used only when the file is encrypted. Raises PassphraseError
     when it is needed but missing, or wrong; KeyFormatError when the file is
@@ -700,7 +704,7 @@ def load_private_key(data: bytes, passphrase: bytes | None = None) -> PrivateKey
     if head.startswith(PPK_MAGIC):
         import sshkit.formats.ppk as ppk
 
-        return ppk.decode_ppk(data, passphrase)
+        return ppk.decode_ppk(data, passphrase, allow_expensive_kdf=allow_expensive_kdf)
     if OPENSSH_BEGIN in data:
         from sshkit.formats import openssh
 

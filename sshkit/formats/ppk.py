@@ -16,6 +16,7 @@ import binascii
 import hashlib
 import hmac
 import re
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,11 @@ V2_MAC_KEY_PREFIX = b"putty-private-key-file-mac-key"
 # corrupt or hostile file could demand terabytes of memory or days of CPU.
 MAX_ARGON2_MEMORY_KIB = 4 * 1024 * 1024  # 4 GiB
 MAX_ARGON2_PASSES = 10_000
+# The bounds without --allow-expensive-kdf: a file's Argon2 parameters are chosen by
+# whoever wrote it, and 4 GiB × 10,000 passes runs for hours. puttygen's defaults
+# (8 MiB, 21 passes: about 0.2 GiB·passes) are far below.
+DEFAULT_MAX_ARGON2_MEMORY_KIB = 1024 * 1024  # 1 GiB
+DEFAULT_MAX_ARGON2_COST = 16 * 1024 * 1024  # memory (KiB) × passes: 16 GiB·passes
 MAX_ARGON2_PARALLELISM = 255
 
 
@@ -65,8 +71,12 @@ class Argon2Params:
     parallelism: int = 1
     salt: bytes = b""
 
-    def check(self) -> None:
-        """KeyFormatError if the parameters are unusable or beyond sshkit's limits."""
+    def check(self, *, allow_expensive: bool = False) -> None:
+        """KeyFormatError if the parameters are unusable or beyond sshkit's limits.
+
+        Without `allow_expensive`, memory is at most 1 GiB and memory × passes at
+        most 16 GiB·passes; with it, 4 GiB and 10,000 passes.
+        """
         if self.flavour not in ARGON2_FLAVOURS:
             raise KeyFormatError(f"unknown Argon2 flavour {self.flavour!r}")
         if not 1 <= self.parallelism <= MAX_ARGON2_PARALLELISM:
@@ -80,11 +90,46 @@ class Argon2Params:
             raise KeyFormatError(f"Argon2 passes {self.passes} is out of range")
         if len(self.salt) < 8:
             raise KeyFormatError("Argon2 salts shorter than 8 bytes are not supported")
+        cost = self.memory_kib * self.passes
+        if not allow_expensive and (
+            self.memory_kib > DEFAULT_MAX_ARGON2_MEMORY_KIB or cost > DEFAULT_MAX_ARGON2_COST
+        ):
+            raise KeyFormatError(
+                f"Argon2 with {self.memory_kib} KiB × {self.passes} passes is beyond sshkit's"
+                " limits (1 GiB of memory, 16 GiB·passes)",
+                hint="pass --allow-expensive-kdf if you trust this key file",
+            )
 
 
-def argon2_derive(params: Argon2Params, passphrase: bytes, length: int = 80) -> bytes:
-    """Argon2 v1.3 with empty secret and associated data (what PuTTY computes)."""
-    params.check()
+def argon2_derive(
+    params: Argon2Params, passphrase: bytes, length: int = 80, *, allow_expensive: bool = False
+) -> bytes:
+    """Argon2 v1.3 with empty secret and associated data (what PuTTY computes).
+
+    Runs in a worker thread (the libraries release the GIL) so that Ctrl-C ends the
+    wait at once: the main thread stays interruptible and the worker is abandoned.
+    Raises KeyFormatError for parameters beyond the limits (`Argon2Params.check`).
+    """
+    params.check(allow_expensive=allow_expensive)
+    result: list[bytes] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            result.append(_argon2_raw(params, passphrase, length))
+        except BaseException as exc:  # handed to the waiting thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, name="argon2", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.05)
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def _argon2_raw(params: Argon2Params, passphrase: bytes, length: int) -> bytes:
     from cryptography.exceptions import UnsupportedAlgorithm
 
     try:
@@ -259,7 +304,7 @@ def _aes_cbc(key: bytes, iv: bytes, data: bytes, *, decrypt: bool) -> bytes:
 
 
 def _derive(
-    version: int, passphrase: bytes, argon2: Argon2Params | None
+    version: int, passphrase: bytes, argon2: Argon2Params | None, allow_expensive: bool = False
 ) -> tuple[bytes, bytes, bytes]:
     """(AES key, IV, MAC key) for an encrypted file."""
     if version == 2:
@@ -268,7 +313,7 @@ def _derive(
         ]
         return key, bytes(16), _sha1(V2_MAC_KEY_PREFIX + passphrase).digest()
     assert argon2 is not None
-    out = argon2_derive(argon2, passphrase, 80)
+    out = argon2_derive(argon2, passphrase, 80, allow_expensive=allow_expensive)
     return out[:32], out[32:48], out[48:80]
 
 
@@ -331,8 +376,13 @@ def decode_key_params(algorithm: str, public_blob: bytes, private_blob: bytes) -
     return validate_params(params, WHAT)
 
 
-def decode_ppk(data: bytes, passphrase: bytes | None = None) -> PrivateKey:
+def decode_ppk(
+    data: bytes, passphrase: bytes | None = None, *, allow_expensive_kdf: bool = False
+) -> PrivateKey:
     """Load a PPK v2/v3 private key, checking its MAC.
+
+    Argon2 parameters beyond the default limits are refused (KeyFormatError)
+    unless `allow_expensive_kdf`.
 
     Raises PassphraseError when the file is encrypted and `passphrase` is None or
     wrong; KeyFormatError when the file is malformed, or its MAC fails although
@@ -344,7 +394,7 @@ def decode_ppk(data: bytes, passphrase: bytes | None = None) -> PrivateKey:
             raise PassphraseError("the key is encrypted: a passphrase is needed")
         if len(f.private_data) % 16:
             raise KeyFormatError(f"{WHAT} is corrupt: encrypted data has a bad length")
-        key, iv, mac_key = _derive(f.version, passphrase, f.argon2)
+        key, iv, mac_key = _derive(f.version, passphrase, f.argon2, allow_expensive_kdf)
         private_blob = _aes_cbc(key, iv, f.private_data, decrypt=True)
     else:
         mac_key = _unencrypted_mac_key(f.version)
@@ -380,8 +430,11 @@ def encode_ppk(
     version: int = 3,
     passphrase: bytes | None = None,
     argon2: Argon2Params | None = None,
+    allow_expensive_kdf: bool = False,
 ) -> bytes:
     """Serialise `key` as PPK exactly as puttygen 0.78 would.
+
+    Argon2 parameters beyond the default limits need `allow_expensive_kdf`.
 
     No encryption when `passphrase` is None or empty. Version 3 with a
     passphrase needs `argon2` (with a 16-byte random salt from the caller).
@@ -410,7 +463,7 @@ def encode_ppk(
         if version == 3:
             if argon2 is None:
                 raise ValueError("PPK v3 encryption needs Argon2 parameters and a salt")
-            argon2.check()
+            argon2.check(allow_expensive=allow_expensive_kdf)
             header_kdf = [
                 b"Key-Derivation: " + argon2.flavour.encode(),
                 b"Argon2-Memory: %d" % argon2.memory_kib,
@@ -418,7 +471,7 @@ def encode_ppk(
                 b"Argon2-Parallelism: %d" % argon2.parallelism,
                 b"Argon2-Salt: " + argon2.salt.hex().encode(),
             ]
-        aes_key, iv, mac_key = _derive(version, passphrase, argon2)
+        aes_key, iv, mac_key = _derive(version, passphrase, argon2, allow_expensive_kdf)
         mac = _mac(version, mac_key, algorithm, encryption, comment, public_blob, private_blob)
         private_data = _aes_cbc(aes_key, iv, private_blob, decrypt=False)
     else:

@@ -218,7 +218,7 @@ class HostBlock:
 
     def validate(self) -> None:
         """Raise SshConfigError for an alias, keyword or value sshkit must not write."""
-        if not _ALIAS_RE.match(self.alias) or self.alias.startswith("!"):
+        if not _ALIAS_RE.match(self.alias) or self.alias.startswith(("!", "-")):
             raise SshConfigError(
                 f"invalid host alias {self.alias!r}",
                 hint="use letters, digits and . _ - (and * ? for a wildcard pattern)",
@@ -539,6 +539,9 @@ def sshkit_host_block(
         raise SshConfigError(f"invalid session name for HostName: {hostname!r}")
     if not _NAME_RE.match(user):
         raise SshConfigError(f"invalid user name {user!r}")
+    for path in (identity_file, known_hosts_file or ""):
+        if "${" in path:  # ssh expands ${VAR} in these paths and has no escape for it
+            raise SshConfigError(f"cannot write a path containing '${{' to ssh_config: {path}")
     options: list[tuple[str, str]] = [("HostName", hostname if hostname is not None else "%h")]
     options += [
         ("User", user),

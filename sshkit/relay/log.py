@@ -11,6 +11,8 @@ import os
 import sys
 import time
 
+from sshkit.errors import printable
+
 
 class RelayLog:
     """Append timestamped lines to a file; every write is flushed."""
@@ -25,7 +27,7 @@ class RelayLog:
     def write(self, message: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         elapsed = time.monotonic() - self._t0
-        line = f"{stamp} [{os.getpid()}] +{elapsed:.3f}s {message}\n"
+        line = f"{stamp} [{os.getpid()}] +{elapsed:.3f}s {printable(message)}\n"
         try:
             self._file.write(line)
         except (OSError, ValueError):

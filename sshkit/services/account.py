@@ -307,8 +307,11 @@ def fetch_container_key(
     *,
     http: requests.Session | None = None,
     clock: Clock | None = None,
+    force: bool = False,
 ) -> FetchKeyResult:
     """Download the session's `id_container` and write it, mode 0600 from creation.
+
+    A symlink or a file that is not a key at `out` is refused unless `force`.
 
     The download is parsed defensively and the key must load before anything
     is written. An existing, different key at `out` is first kept as a backup
@@ -316,7 +319,11 @@ def fetch_container_key(
     or file missing), UnsafeDownloadError, KeyFormatError, LocalFileError and
     the other API errors; nothing is written then.
     """
+    from sshkit.formats.names import check_session_name
+
+    check_session_name(session)
     path = out if out is not None else default_key_path(conn.profile)
+    localfs.check_key_target(path, force=force)
     with _client(conn, http, clock) as client:
         data = client.download_session_file(session, CONTAINER_KEY)
     fingerprint, key_type, bits = _describe_key(data)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -208,8 +208,15 @@ def push_keys(
     dry_run: bool = False,
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
+    protected: Iterable[str] = (),
+    confirm: Callable[[str], bool] | None = None,
 ) -> PushResult:
     """Merge `keys` into `target` (and drop the `remove` fingerprints), safely.
+
+    Removing a `protected` fingerprint (the keypair's own key) or the last key sshd
+    would accept needs `confirm(reason)` to return True; without `confirm` it is
+    refused (UsageError). A key already present on a line whose options restrict
+    it is reported in `warnings`.
 
     Uploads nothing when nothing changes. After each upload the file is read
     back twice (the second time after a short random pause); if a concurrent
@@ -236,6 +243,17 @@ def push_keys(
         removed=first.removed,
         dry_run=dry_run,
     )
+    for holder in first.restricted:
+        result.warnings.append(
+            f"{holder.fingerprint} is already in {target.label}, on a line whose options"
+            f" restrict it ({', '.join(holder.restrictions)})"
+        )
+    reason = _risky_removal(first, set(protected))
+    if reason and not dry_run and (confirm is None or not confirm(reason)):
+        raise UsageError(
+            f"refusing to remove the key: {reason}",
+            hint="run it in a terminal to confirm, or pass --yes",
+        )
     if dry_run:
         result.diff = ak.unified_diff(base, first.data, label=target.path)
         return result
@@ -270,6 +288,18 @@ def push_keys(
         f"gave up after {MAX_ATTEMPTS} uploads",
         hint="run the command again when the other update has finished",
     )
+
+
+def _risky_removal(merged: ak.MergeResult, protected: set[str]) -> str | None:
+    """Why removing these keys needs a confirmation (None when it does not)."""
+    if not merged.removed:
+        return None
+    own = [key.fingerprint for key in merged.removed if key.fingerprint in protected]
+    if own:
+        return f"{own[0]} is your keypair's own key (new sessions log in with it)"
+    if merged.usable_keys == 0:
+        return "no key sshd accepts would be left (nobody could log in with a key)"
+    return None
 
 
 # --- folder target --------------------------------------------------------------------------
@@ -362,6 +392,8 @@ def push_to_folder(
     folder: str = DEFAULT_FOLDER,
     dry_run: bool = False,
     sleep: Callable[[float], None] = time.sleep,
+    protected: Iterable[str] = (),
+    confirm: Callable[[str], bool] | None = None,
 ) -> PushResult:
     """Merge keys into `folder`/authorized_keys, creating the folder when needed.
 
@@ -380,7 +412,7 @@ def push_to_folder(
             result.folder = folder
             return result
         created = ensure_folder(client, folder)
-        result = push_keys(target, keys, remove, sleep=sleep)
+        result = push_keys(target, keys, remove, sleep=sleep, protected=protected, confirm=confirm)
         result.created_folder = created
         result.folder = folder
     else:
@@ -388,7 +420,15 @@ def push_to_folder(
             raise RejectedError(
                 f"the folder {folder!r} is read-only for you", hint=ALTERNATIVES_HINT
             )
-        result = push_keys(target, keys, remove, dry_run=dry_run, sleep=sleep)
+        result = push_keys(
+            target,
+            keys,
+            remove,
+            dry_run=dry_run,
+            sleep=sleep,
+            protected=protected,
+            confirm=confirm,
+        )
     if result.uploaded:
         warning = _mode_warning(client, folder)
         if warning:
@@ -421,12 +461,22 @@ def push_to_session(
     *,
     dry_run: bool = False,
     sleep: Callable[[float], None] = time.sleep,
+    protected: Iterable[str] = (),
+    confirm: Callable[[str], bool] | None = None,
 ) -> PushResult:
     """Merge keys into the running session's ~/.ssh/authorized_keys.
 
     Raises NotFoundError for an unknown session, plus push_keys' errors.
     """
-    return push_keys(SessionFile(client, session), keys, remove, dry_run=dry_run, sleep=sleep)
+    return push_keys(
+        SessionFile(client, session),
+        keys,
+        remove,
+        dry_run=dry_run,
+        sleep=sleep,
+        protected=protected,
+        confirm=confirm,
+    )
 
 
 # --- listing --------------------------------------------------------------------------------

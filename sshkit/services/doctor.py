@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sshkit.errors import NotFoundError, SshkitError
+from sshkit.errors import NotFoundError, SshkitError, UsageError
 from sshkit.formats.ssh_config import (
     WHOLE_LINE_KEYWORDS,
     HostBlock,
@@ -453,7 +453,12 @@ _CHECKS: list[tuple[str, Callable[[_Ctx], Check], Callable[[_Ctx], str | None]]]
 def run_doctor(
     alias: str = "bai-vscode", *, config: Path | None = None, profile: str | None = None
 ) -> DoctorReport:
-    """Run every check; never raises for a failed check (it is reported instead)."""
+    """Run every check; never raises for a failed check (it is reported instead).
+
+    Raises UsageError for an alias starting with '-' (ssh would read it as an option).
+    """
+    if alias.startswith("-"):
+        raise UsageError(f"the alias {alias!r} starts with '-'")
     ctx = _Ctx(alias=alias, config=config or default_ssh_config(), profile=profile)
     report = DoctorReport(alias, ctx.config)
     for name, func, prereq in _CHECKS:

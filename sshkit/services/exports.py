@@ -9,6 +9,7 @@ set-up uses the session's key as a ``.ppk`` file (converted when needed).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -16,7 +17,14 @@ from typing import Literal
 
 from sshkit.errors import LocalFileError, UsageError
 from sshkit.formats import exports as fmt
-from sshkit.localfs import atomic_write, backup_once, ensure_private_dir, read_bytes_if_exists
+from sshkit.formats.names import check_session_name
+from sshkit.localfs import (
+    atomic_write,
+    backup_once,
+    ensure_private_dir,
+    file_lock,
+    read_bytes_if_exists,
+)
 
 Client = Literal["putty", "winscp", "filezilla"]
 
@@ -65,6 +73,12 @@ def relay_command(launcher: list[str], profile: str | None) -> str:
     return fmt.proxy_command_line(launcher[0], args)
 
 
+def default_codepage() -> str:
+    """The ANSI code page WinSCP reads WinSCP.ini in: Windows' own (`mbcs`) on
+    Windows; elsewhere cp1252 (Western European Windows), overridable with --codepage."""
+    return "mbcs" if os.name == "nt" else "cp1252"
+
+
 def default_alias(session: str) -> str:
     return f"bai-{session}"
 
@@ -79,17 +93,31 @@ def default_output(client: Client, alias: str) -> Path:
     return filezilla_sitemanager_path()
 
 
-def filezilla_sitemanager_path(environ: dict[str, str] | None = None) -> Path:
-    """FileZilla 3's sitemanager.xml for this user (it need not exist yet)."""
+def filezilla_sitemanager_path(environ: Mapping[str, str] | None = None) -> Path:
+    """FileZilla 3's sitemanager.xml for this user (it need not exist yet).
+
+    Windows: %APPDATA%\\FileZilla. Elsewhere the folder FileZilla itself picks
+    (`GetUnadjustedSettingsDir` in its fz_paths.cpp): the first *existing* folder of
+    `$XDG_CONFIG_HOME/filezilla` (only an absolute XDG_CONFIG_HOME counts),
+    `$HOME/.config/filezilla`, `$HOME/.filezilla`; when none exists, the first of
+    the same list that can be named.
+    """
     env = os.environ if environ is None else environ
     if os.name == "nt" and env.get("APPDATA"):
         return Path(env["APPDATA"]) / "FileZilla" / "sitemanager.xml"
-    home = Path(env.get("HOME") or Path.home())
-    legacy = home / ".filezilla"
-    xdg = Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "filezilla"
-    if (legacy / "sitemanager.xml").is_file() and not (xdg / "sitemanager.xml").is_file():
-        return legacy / "sitemanager.xml"
-    return xdg / "sitemanager.xml"
+    candidates = [
+        f"{base.rstrip('/')}/{suffix}"
+        for base, suffix in (
+            (env.get("XDG_CONFIG_HOME", ""), "filezilla"),
+            (env.get("HOME", ""), ".config/filezilla"),
+            (env.get("HOME", ""), ".filezilla"),
+        )
+        if base.startswith("/")
+    ]
+    if not candidates:
+        candidates = [str(Path.home() / ".config" / "filezilla")]
+    folder = next((c for c in candidates if os.path.isdir(c)), candidates[0])
+    return Path(folder) / "sitemanager.xml"
 
 
 def _ppk_path_for(key: Path) -> Path:
@@ -129,7 +157,9 @@ def ensure_ppk(session: str, key: Path | None, profile: str | None) -> Path:
         return ppk
     from sshkit.services.keyconv import write_ppk
 
-    return write_ppk(key, ppk, force=ppk.exists()).absolute()
+    # Replace only a .ppk sshkit could have made: never a symlink or someone else's file.
+    replace = _is_ppk(ppk) and not ppk.is_symlink()
+    return write_ppk(key, ppk, force=replace).absolute()
 
 
 def export_session(
@@ -144,17 +174,20 @@ def export_session(
     port: int = DEFAULT_FORWARD_PORT,
     force: bool = False,
     launcher: list[str] | None = None,
+    codepage: str | None = None,
 ) -> ExportResult:
     """Render (and unless `output` is ``-``, write) the set-up of `session` for `client`.
 
     PuTTY/WinSCP files are never overwritten without `force`; FileZilla's
-    sitemanager.xml is merged into (a one-time backup first). Raises
+    sitemanager.xml is merged into (a one-time backup first). WinSCP.ini is
+    written in `codepage` (default `default_codepage()`). Raises
     UsageError for values the client cannot hold, LocalFileError for file
     problems, and the errors of `ensure_ppk`.
     """
-    if not session:
-        raise UsageError("the session name is empty")
+    check_session_name(session)
     alias = alias or default_alias(session)
+    if alias.startswith("-"):
+        raise UsageError(f"the alias {alias!r} starts with '-'", hint="choose another --alias")
     target = output if output is not None else default_output(client, alias)
     to_stdout = target == STDOUT
     if not to_stdout and client != "filezilla" and target.exists() and not force:
@@ -181,7 +214,9 @@ def export_session(
     if client == "putty":
         data = fmt.render_putty_reg(template, proxied)
     else:
-        data = fmt.render_winscp_ini(template, proxied).encode("utf-8")
+        data = fmt.encode_winscp_ini(
+            fmt.render_winscp_ini(template, proxied), codepage or default_codepage()
+        )
     if not to_stdout:
         atomic_write(target, data)
     return ExportResult(
@@ -206,15 +241,18 @@ def _export_filezilla(
     )
     server_xml = fmt.render_filezilla_server(template, site)
     to_stdout = target == STDOUT
-    existing = None if to_stdout else read_bytes_if_exists(target)
-    merged = fmt.merge_filezilla_sites(existing, server_xml)
     backup = None
-    if not to_stdout:
-        if existing is None:
-            ensure_private_dir(target.parent)
-        else:
-            backup = backup_once(target)
-        atomic_write(target, merged.data)
+    if to_stdout:
+        merged = fmt.merge_filezilla_sites(None, server_xml)
+    else:
+        ensure_private_dir(target.parent)
+        # Locked from read to replace: FileZilla's other sites must survive a parallel export.
+        with file_lock(target):
+            existing = read_bytes_if_exists(target)
+            merged = fmt.merge_filezilla_sites(existing, server_xml)
+            if existing is not None:
+                backup = backup_once(target)
+            atomic_write(target, merged.data)
     return ExportResult(
         client="filezilla",
         alias=alias,

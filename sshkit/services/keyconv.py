@@ -9,6 +9,7 @@ Nothing is written when anything fails.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from pathlib import Path
 from sshkit.errors import KeyFormatError, LocalFileError, PassphraseError, UsageError
 from sshkit.formats import keys as keyfmt
 from sshkit.formats.ppk import Argon2Params
-from sshkit.localfs import atomic_write, backup_once, read_bytes_if_exists
+from sshkit.localfs import atomic_write, backup_once, check_key_target, read_bytes_if_exists
 
 # PuTTYgen's defaults (Argon2id, 8 MiB, one lane) with a fixed pass count instead
 # of PuTTYgen's timing loop: 21 is what PuTTYgen picked for ~100 ms on the
@@ -68,11 +69,17 @@ def read_passphrase_file(path: Path) -> bytes:
     without its line ending). Any other CR or LF is refused: puttygen would
     silently ignore the extra lines, and a multi-line file is almost certainly
     the wrong file. An empty file is the empty passphrase (= no encryption).
-    Raises LocalFileError when unreadable, UsageError when multi-line.
+
+    A file starting with a UTF-16 byte order mark (what `echo secret > f` writes in
+    Windows PowerShell 5.1) is decoded and used as UTF-8; a UTF-8 byte order mark
+    (PowerShell's `-Encoding utf8`) is dropped. puttygen would keep either mark as
+    part of the passphrase (docs/keys.md).
+    Raises LocalFileError when unreadable, UsageError when multi-line or not UTF-16.
     """
     data = read_bytes_if_exists(path)
     if data is None:
         raise LocalFileError(f"passphrase file {path} does not exist")
+    data = _decode_bom(data, path)
     for ending in (b"\r\n", b"\n", b"\r"):
         if data.endswith(ending):
             data = data[: -len(ending)]
@@ -83,6 +90,16 @@ def read_passphrase_file(path: Path) -> bytes:
             hint="a passphrase file holds the passphrase and at most one final newline",
         )
     return data
+
+
+def _decode_bom(data: bytes, path: Path) -> bytes:
+    """`data` as UTF-8 when it starts with a UTF-16 BOM; without a UTF-8 BOM."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"passphrase file {path} is not valid UTF-16") from None
+    return data.removeprefix(b"\xef\xbb\xbf")
 
 
 def default_ppk_path(key_path: Path) -> Path:
@@ -109,13 +126,17 @@ def _read_key_file(path: Path) -> bytes:
 
 
 def _load(
-    path: Path, passphrase: bytes | None, ask: PassphraseProvider | None
+    path: Path,
+    passphrase: bytes | None,
+    ask: PassphraseProvider | None,
+    allow_expensive_kdf: bool = False,
 ) -> tuple[keyfmt.PrivateKey, bytes | None]:
     """Load a private key, asking for the passphrase only if the file needs one."""
     data = _read_key_file(path)
+    load = functools.partial(keyfmt.load_private_key, allow_expensive_kdf=allow_expensive_kdf)
     try:
         try:
-            return keyfmt.load_private_key(data, passphrase), passphrase
+            return load(data, passphrase), passphrase
         except PassphraseError as exc:
             if passphrase is not None:
                 raise PassphraseError(f"wrong passphrase for {path}") from None
@@ -125,7 +146,7 @@ def _load(
                 ) from exc
         typed = ask(f"Passphrase for {path}: ")
         try:
-            return keyfmt.load_private_key(data, typed), typed
+            return load(data, typed), typed
         except PassphraseError:
             raise PassphraseError(f"wrong passphrase for {path}") from None
     except PassphraseError:
@@ -138,6 +159,7 @@ def _check_writable(paths: list[Path], force: bool) -> None:
     for p in paths:
         if p.exists() and not force:
             raise LocalFileError(f"{p} already exists", hint="use --force to overwrite it")
+        check_key_target(p, force=force)  # a dangling symlink does not "exist"
         if p.is_dir():
             raise LocalFileError(f"{p} is a directory")
     parent = paths[0].parent
@@ -164,6 +186,7 @@ def convert_to_ppk(
     argon2: Argon2Params | None = None,
     force: bool = False,
     ask_passphrase: PassphraseProvider | None = None,
+    allow_expensive_kdf: bool = False,
 ) -> ConvertResult:
     """Write `key_path` (OpenSSH, PEM, PKCS#8 or PPK) as a PPK file.
 
@@ -179,7 +202,9 @@ def convert_to_ppk(
         raise UsageError("--ppk-version must be 2 or 3")
     out = out or default_ppk_path(key_path)
     _check_writable([out], force)
-    key, used = _load(key_path, passphrase, ask_passphrase)
+    if comment is not None and any(c in comment for c in "\r\n\0"):
+        raise UsageError("--comment must be one line (it contains a line break)")
+    key, used = _load(key_path, passphrase, ask_passphrase, allow_expensive_kdf)
     if comment is not None:
         key = key.with_comment(comment)
     elif not key.comment and key.source_format not in ("openssh-key-v1", "ppk-v2", "ppk-v3"):
@@ -189,7 +214,13 @@ def convert_to_ppk(
     salted = Argon2Params(
         params.flavour, params.memory_kib, params.passes, params.parallelism, os.urandom(16)
     )
-    data = ppk.encode_ppk(key, version=version, passphrase=out_pass, argon2=salted)
+    data = ppk.encode_ppk(
+        key,
+        version=version,
+        passphrase=out_pass,
+        argon2=salted,
+        allow_expensive_kdf=allow_expensive_kdf,
+    )
     backups = _write(out, data, PRIVATE_MODE, force)
     return ConvertResult(
         path=out,
@@ -236,6 +267,7 @@ def convert_from_ppk(
     new_passphrase: bytes | None = None,
     force: bool = False,
     ask_passphrase: PassphraseProvider | None = None,
+    allow_expensive_kdf: bool = False,
 ) -> ConvertResult:
     """Write a PPK (or any readable key) as an openssh-key-v1 private key plus OUT.pub.
 
@@ -248,7 +280,7 @@ def convert_from_ppk(
     out = out or default_openssh_path(ppk_path)
     pub_out = out.with_name(out.name + ".pub")
     _check_writable([out, pub_out], force)
-    key, used = _load(ppk_path, passphrase, ask_passphrase)
+    key, used = _load(ppk_path, passphrase, ask_passphrase, allow_expensive_kdf)
     out_pass = _output_passphrase(used, key.encrypted, new_passphrase)
     data = openssh.encode_openssh(
         key,
@@ -258,7 +290,7 @@ def convert_from_ppk(
         kdf_rounds=OPENSSH_BCRYPT_ROUNDS,
     )
     backups = _write(out, data, PRIVATE_MODE, force)
-    backups += _write(pub_out, (key.public_line() + "\n").encode(), PUBLIC_MODE, force)
+    backups += _write(pub_out, pub_file_line(key).encode(), PUBLIC_MODE, force)
     return ConvertResult(
         path=out,
         public_path=pub_out,
@@ -272,13 +304,25 @@ def convert_from_ppk(
     )
 
 
+def pub_file_line(key: keyfmt.PrivateKey) -> str:
+    """The `.pub` file line, newline included. An empty comment keeps the space
+    before it (`type base64 \\n`), as ssh-keygen and puttygen write it."""
+    key_type, b64 = key.public_line().split(" ")[:2]
+    return f"{key_type} {b64} {key.comment}\n"
+
+
 def _write(path: Path, data: bytes, mode: int, force: bool) -> tuple[Path, ...]:
     backup = backup_once(path) if force and path.exists() else None
     atomic_write(path, data, mode=mode)
     return (backup,) if backup else ()
 
 
-def key_info(path: Path, *, ask_passphrase: PassphraseProvider | None = None) -> KeyInfo:
+def key_info(
+    path: Path,
+    *,
+    ask_passphrase: PassphraseProvider | None = None,
+    allow_expensive_kdf: bool = False,
+) -> KeyInfo:
     """Type, bits, fingerprint, comment, format and encryption of any key file.
 
     Needs no passphrase except for encrypted PEM/PKCS#8 without a `.pub`
@@ -297,7 +341,7 @@ def key_info(path: Path, *, ask_passphrase: PassphraseProvider | None = None) ->
     if pub is None and sibling is not None:
         pub = sibling
     if pub is None:
-        key, _ = _load(path, None, ask_passphrase)
+        key, _ = _load(path, None, ask_passphrase, allow_expensive_kdf)
         pub = key.public_key()
     if info.encrypted and sibling is not None and sibling.blob == pub.blob and not comment:
         comment = sibling.comment or None

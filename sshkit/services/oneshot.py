@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from sshkit import localfs
 from sshkit.errors import LocalFileError, UsageError
+from sshkit.formats.names import check_session_name
 from sshkit.formats.proxycommand import proxycommand_line
 from sshkit.formats.ssh_config import SshConfig, sshkit_host_block
 from sshkit.services.vscode import (
@@ -52,7 +53,7 @@ def scp_sessions(args: Sequence[str]) -> list[str]:
             continue
         m = _REMOTE_RE.match(arg)
         if m and m.group("host") not in out:
-            out.append(m.group("host"))
+            out.append(check_session_name(m.group("host")))
     return out
 
 
@@ -126,6 +127,7 @@ def _tool(name: str) -> str:
 
 def run_ssh(conn: Connection, session: str, args: Sequence[str], opts: OneShotOptions) -> int:
     """Run ``ssh -F TMP SESSION ARGS...``; return ssh's exit status."""
+    check_session_name(session)
     ssh = _tool("ssh")
     with temporary_config(conn, [session], opts) as config:
         return subprocess.run([ssh, "-F", str(config), session, *args], check=False).returncode

@@ -11,6 +11,7 @@ import difflib
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,9 @@ class ConfigPlan:
     after: bytes
     disabled: list[HandwrittenBlock] = field(default_factory=list)
     blocks: list[HostBlock] = field(default_factory=list)
+    # The same edit applied to other bytes: when another sshkit run changed the file
+    # between planning and writing, the edit is redone on top of its result.
+    redo: Callable[[bytes | None], bytes] | None = field(default=None, repr=False)
 
     @property
     def changed(self) -> bool:
@@ -74,24 +78,36 @@ def plan_upsert(path: Path, blocks: list[HostBlock], *, disable_aliases: list[st
     Hand-written blocks naming exactly one of ``disable_aliases`` are disabled restorably.
     Raises SshConfigError on broken markers, so nothing is planned (or written).
     """
-    before, cfg = read_config(path)
+    before, _ = read_config(path)
     disabled: list[HandwrittenBlock] = []
-    for block in blocks:
-        cfg = cfg.upsert(block)
-    for alias in disable_aliases:
-        found = cfg.handwritten_blocks(alias)
-        if found:
-            disabled.extend(found)
-            cfg = cfg.disable_handwritten(alias)
-    return ConfigPlan(path, before, cfg.render(), disabled, list(blocks))
+
+    def edit(data: bytes | None) -> bytes:
+        disabled.clear()
+        cfg = SshConfig.parse(data)
+        for block in blocks:
+            cfg = cfg.upsert(block)
+        for alias in disable_aliases:
+            found = cfg.handwritten_blocks(alias)
+            if found:
+                disabled.extend(found)
+                cfg = cfg.disable_handwritten(alias)
+        return cfg.render()
+
+    after = edit(before)
+    return ConfigPlan(path, before, after, disabled, list(blocks), redo=edit)
 
 
 def plan_remove(path: Path, aliases: list[str]) -> ConfigPlan:
     """Plan removing sshkit's blocks for ``aliases`` (re-enabling what they disabled)."""
-    before, cfg = read_config(path)
-    for alias in aliases:
-        cfg = cfg.remove(alias)
-    return ConfigPlan(path, before, cfg.render())
+    before, _ = read_config(path)
+
+    def edit(data: bytes | None) -> bytes:
+        cfg = SshConfig.parse(data)
+        for alias in aliases:
+            cfg = cfg.remove(alias)
+        return cfg.render()
+
+    return ConfigPlan(path, before, edit(before), redo=edit)
 
 
 def verify_candidate(plan: ConfigPlan, ssh: str | None = None) -> None:
@@ -130,21 +146,32 @@ def verify_candidate(plan: ConfigPlan, ssh: str | None = None) -> None:
 def write_plan(plan: ConfigPlan, *, create_dir_mode: int = 0o700) -> Path | None:
     """Write the plan atomically; return the one-time backup path (None when none was made).
 
-    Keeps the file's mode (new files get 0600), creates a missing parent directory 0700, and
-    refuses when the file changed since it was read. Raises LocalFileError/SshConfigError.
+    Keeps the file's mode (new files get 0600) and creates a missing parent directory 0700.
+    The file is locked from the read to the replace (`localfs.file_lock`): a concurrent
+    sshkit run waits. When the file changed since the plan was made, the plan's edit is
+    redone on the new bytes (and checked with ``ssh -G`` again); a plan that cannot be
+    redone is refused. Raises LocalFileError (also when the lock wait runs out) and
+    SshConfigError.
     """
     if not plan.changed:
         return None
     target = localfs.resolve_target(plan.path)
     localfs.ensure_private_dir(target.parent, create_dir_mode)
-    now = localfs.read_bytes_if_exists(target)
-    if now != plan.before:
-        raise SshConfigError(
-            f"{plan.path} changed while sshkit was editing it", hint="run the command again"
-        )
-    backup = localfs.backup_once(target)
-    mode = None
-    if plan.before is not None:
-        mode = stat.S_IMODE(target.stat().st_mode)
-    localfs.atomic_write(target, plan.after, mode=mode)
+    with localfs.file_lock(target):
+        now = localfs.read_bytes_if_exists(target)
+        if now != plan.before:
+            if plan.redo is None:
+                raise SshConfigError(
+                    f"{plan.path} changed while sshkit was editing it",
+                    hint="run the command again",
+                )
+            plan.before, plan.after = now, plan.redo(now)
+            if not plan.changed:
+                return None
+            verify_candidate(plan)
+        backup = localfs.backup_once(target)
+        mode = None
+        if plan.before is not None:
+            mode = stat.S_IMODE(target.stat().st_mode)
+        localfs.atomic_write(target, plan.after, mode=mode)
     return backup

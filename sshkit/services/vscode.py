@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from sshkit import localfs
 from sshkit.errors import LocalFileError, UsageError
 from sshkit.formats import vscode_settings
+from sshkit.formats.names import check_session_name
 from sshkit.formats.proxycommand import Platform, proxycommand_line
 from sshkit.formats.ssh_config import HostBlock, multiplex_options, sshkit_host_block
 from sshkit.services import sshcheck
@@ -76,7 +77,8 @@ def relay_argv(
         argv += ["--profile", profile]
     if suffix:
         argv += ["--suffix", suffix]
-    return [*argv, "%h"]
+    # "--": whatever ssh substitutes for %h is the session, never an option of the relay.
+    return [*argv, "--", "%h"]
 
 
 def managed_known_hosts() -> Path:
@@ -169,6 +171,14 @@ def build_blocks(
     launcher = launcher or sshkit_launcher()
     platform = platform or current_platform()
     kh = str(known_hosts or managed_known_hosts())
+    check_session_name(opts.session)
+    for what, path in (("identity file", str(identity)), ("known_hosts file", kh)):
+        if "${" in path:
+            raise UsageError(
+                f"the {what} path {path} contains '${{', which ssh expands as an"
+                " environment variable (OpenSSH has no way to escape it)",
+                hint="use a path without '${'",
+            )
     if opts.alias.startswith("-") or "*" in opts.alias or "?" in opts.alias:
         raise UsageError(f"--alias must be a plain name, not {opts.alias!r}")
     if opts.suffix and (not opts.suffix.startswith(".") or len(opts.suffix) < 2):
@@ -349,9 +359,13 @@ def apply_setup(plan: SetupPlan, conn: Connection | None) -> SetupResult:
     result.backup = write_plan(plan.config)
     result.mismatches = check_effective(plan.config.path, plan.config.blocks)
     if opts.ppk:
-        from sshkit.services.keyconv import write_ppk
+        from sshkit.services.keyconv import default_ppk_path, write_ppk
 
-        result.ppk_path = write_ppk(plan.identity, force=True)
+        ppk = default_ppk_path(plan.identity)
+        replace = not ppk.is_symlink() and localfs.looks_like_key(
+            localfs.read_bytes_if_exists(ppk) or b"PuTTY-User-Key-File-"
+        )
+        result.ppk_path = write_ppk(plan.identity, force=replace)
     try:
         result.vscode_settings = update_vscode_settings(opts.alias)
     except LocalFileError as exc:
