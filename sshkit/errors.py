@@ -6,7 +6,9 @@
     ├── ApiError                    the server answered with an error (status, title, msg)
     │   ├── AuthError               credentials refused (wrong password or secret, clock skew)
     │   ├── NotFoundError           session, file or folder does not exist
+    │   │   └── NotRunningError     the session exists but is not running (starting, ended)
     │   ├── RejectedError           the server refused the request (reserved name, validation)
+    │   ├── RateLimitError          429: over the rate limit (never retried)
     │   └── ServerError             5xx, or an answer sshkit cannot understand
     ├── NetworkError                the server could not be reached (DNS, TCP, TLS, timeout)
     ├── UnsafeDownloadError         a download that would be unsafe to write (tar traversal, size)
@@ -110,6 +112,16 @@ class AuthError(ApiError):
 
 class NotFoundError(ApiError):
     exit_code = ExitCode.NOT_FOUND
+
+
+class NotRunningError(NotFoundError):
+    """The session exists but is not running: still starting, or ended."""
+
+
+class RateLimitError(ApiError):
+    """429: the server's rate limit for the keypair was exceeded. Never retried."""
+
+    exit_code = ExitCode.REJECTED
 
 
 class RejectedError(ApiError):
