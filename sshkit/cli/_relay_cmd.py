@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from sshkit.errors import ServerError, SshkitError, UsageError
+from sshkit.errors import RelayError, ServerError, SshkitError, UsageError
 
 if TYPE_CHECKING:
     from sshkit.relay.log import RelayLog
@@ -85,6 +85,86 @@ def _explain_bad_gateway(
         return
 
 
+def _open_when_ready(
+    conn: Connection,
+    target: TunnelTarget,
+    timeout: float,
+    wait: float,
+    log: RelayLog | None,
+) -> Channel:
+    """Open the tunnel; if the server refuses it because the session is still starting
+    (500 in API mode, 502 in session mode), wait up to `wait` s for it and try again.
+
+    Raises NotRunningError when the session ends or is still starting after `wait` s,
+    and the errors of `_connector`.
+    """
+    try:
+        return _connector(conn, target, timeout, log)
+    except ServerError as exc:
+        if exc.status not in (500, 502) or wait <= 0:
+            raise
+        if not _waited_for_start(conn, target.session, wait, log):
+            raise
+    return _connector(conn, target, timeout, log)
+
+
+def _waited_for_start(conn: Connection, session: str, wait: float, log: RelayLog | None) -> bool:
+    """Wait while the session starts (one line on stderr); False if it was not starting."""
+    from sshkit.api.client import BackendClient
+    from sshkit.services.session_state import wait_until_running
+
+    told: list[str] = []
+
+    def notify(line: str) -> None:
+        told.append(line)
+        if log:
+            log.write(line)
+        sys.stderr.write(f"sshkit: {line}\n")
+        sys.stderr.flush()
+
+    with BackendClient.from_connection(conn) as client:
+        wait_until_running(client, session, wait, notify=notify)
+    return bool(told)
+
+
+def _run_watched(
+    conn: Connection,
+    target: TunnelTarget,
+    channel: Channel,
+    timeout: float,
+    log: RelayLog | None,
+    run: Callable[..., object],
+) -> None:
+    """Run the relay with a first-byte watchdog on sshd tunnels (sshd speaks first).
+
+    A tunnel that stays silent for `timeout` s is ended and explained from the API
+    (not running yet, ended, no sshd, sshd not answering). Raises that explanation,
+    or what `run` raises.
+    """
+    from sshkit.relay.watchdog import FirstByteWatch
+
+    if target.app != DEFAULT_APP:
+        run(channel, target, log=log)
+        return
+    watch = FirstByteWatch(channel, timeout).start()
+    try:
+        run(watch, target, log=log)
+    except RelayError:
+        if not watch.silent:
+            raise
+        if log:
+            log.write(f"nothing from {target.app} within {timeout:.0f} s: asking the API why")
+        raise _explain_silence(conn, target, timeout) from None
+
+
+def _explain_silence(conn: Connection, target: TunnelTarget, timeout: float) -> SshkitError:
+    from sshkit.api.client import BackendClient
+    from sshkit.services.session_state import explain_silent_tunnel
+
+    with BackendClient.from_connection(conn) as client:
+        return explain_silent_tunnel(client, target.session, target.app, timeout)
+
+
 def relay(
     host: str,
     *,
@@ -93,11 +173,16 @@ def relay(
     profile: str | None = None,
     log_file: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    wait: float | None = None,
 ) -> None:
     """Carry stdin/stdout over the tunnel to HOST's sshd until either side closes.
 
-    Raises NotLoggedInError/ConfigError (no usable login), AuthError, NotFoundError,
-    ServerError (the server refused the tunnel), NetworkError or RelayError.
+    A session that is still starting is waited for, up to `wait` s (default:
+    `timeout`). Once the tunnel is open, sshd must speak within `timeout` s, or the
+    relay asks the API why and fails with that cause.
+    Raises NotLoggedInError/ConfigError (no usable login), AuthError, NotFoundError
+    (NotRunningError: starting or ended), ServerError (the server refused the
+    tunnel), NetworkError or RelayError.
     """
     from sshkit.relay.log import open_log
     from sshkit.relay.proxy import run_stdio_relay, strip_suffix
@@ -106,6 +191,8 @@ def relay(
 
     if timeout <= 0:
         raise UsageError("--timeout must be positive")
+    if wait is not None and wait < 0:
+        raise UsageError("--wait must be 0 or more seconds")
     log = open_log(log_file or os.environ.get(LOG_ENV))
     try:
         session = strip_suffix(host, suffix)
@@ -113,8 +200,8 @@ def relay(
             log.write(f"relay start: session {session!r}, app {app!r}, pid {os.getpid()}")
         conn = load_connection(profile)
         target = TunnelTarget(session, app, conn.endpoint_type == "session")
-        channel = _connector(conn, target, timeout, log)
-        run_stdio_relay(channel, target, log=log)
+        channel = _open_when_ready(conn, target, timeout, timeout if wait is None else wait, log)
+        _run_watched(conn, target, channel, timeout, log, run_stdio_relay)
     except SshkitError as exc:
         if log:
             log.write(f"error: {exc.message}")
@@ -195,6 +282,7 @@ def _relay_parser() -> _Parser:
     parser.add_argument("--profile", default=None)
     parser.add_argument("--log-file", default=None)
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    parser.add_argument("--wait", type=float, default=None)
     return parser
 
 
@@ -217,6 +305,7 @@ def fast_main(argv: Sequence[str]) -> bool:
             profile=args.profile,
             log_file=args.log_file,
             timeout=args.timeout,
+            wait=args.wait,
         )
     except SshkitError as exc:
         code = report(exc)

@@ -43,6 +43,10 @@ def setup_vscode(
         bool, typer.Option("--open", help="Then run `code --remote ssh-remote+ALIAS`.")
     ] = False,
     profile: Annotated[str | None, typer.Option("--profile", help="Login profile.")] = None,
+    wait: Annotated[
+        float,
+        typer.Option("--wait", help="Seconds to wait for a session that is still starting."),
+    ] = 120.0,
 ) -> None:
     """Write `Host ALIAS` and `Host *SUFFIX` into ~/.ssh/config, placed so that they win.
 
@@ -66,8 +70,11 @@ def setup_vscode(
         host_key=host_key,
         ppk=ppk,
         profile=profile,
+        wait=wait,
     )
-    plan = svc.plan_setup(opts, conn)
+    if wait < 0:
+        raise UsageError("--wait must be 0 or more seconds")
+    plan = svc.plan_setup(opts, conn, notify=lambda line: typer.echo(f"sshkit: {line}", err=True))
     cfg = plan.config
     for hb in cfg.disabled:
         typer.echo(

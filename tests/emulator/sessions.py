@@ -525,6 +525,11 @@ async def tcpproxy(request: web.Request) -> web.StreamResponse:
             await writer.wait_closed()
     if code is not None and not ws.closed:
         return await _end_tunnel(state, ws, code, session_mode)
+    if not ws.closed:
+        # The client left, or a drop fault cut the connection: close our side (this also
+        # drains what the client still sent, so the cut is a FIN, not a reset).
+        with contextlib.suppress(Exception):
+            await ws.close(code=WSCloseCode.GOING_AWAY)
     return ws
 
 
