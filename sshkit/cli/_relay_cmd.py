@@ -95,35 +95,52 @@ def _open_when_ready(
     """Open the tunnel; if the server refuses it because the session is still starting
     (500 in API mode, 502 in session mode), wait up to `wait` s for it and try again.
 
-    Raises NotRunningError when the session ends or is still starting after `wait` s,
-    and the errors of `_connector`.
+    Raises NotFoundError (no such app), NotRunningError when the session ends or is
+    still starting after `wait` s, and the errors of `_connector`.
     """
     try:
         return _connector(conn, target, timeout, log)
     except ServerError as exc:
-        if exc.status not in (500, 502) or wait <= 0:
+        if exc.status not in (500, 502):
             raise
-        if not _waited_for_start(conn, target.session, wait, log):
+        if not _waited_for_start(conn, target, wait, log):
             raise
     return _connector(conn, target, timeout, log)
 
 
-def _waited_for_start(conn: Connection, session: str, wait: float, log: RelayLog | None) -> bool:
-    """Wait while the session starts (one line on stderr); False if it was not starting."""
+def _waited_for_start(
+    conn: Connection, target: TunnelTarget, wait: float, log: RelayLog | None
+) -> bool:
+    """After a refused tunnel: name a missing app, or wait while the session starts.
+
+    Says so once on stderr when it waits; returns False when there was nothing to
+    wait for. Raises NotFoundError (no such app: the webserver's 502 hides the
+    manager's "No such app service."), NotRunningError, and the API errors.
+    """
     from sshkit.api.client import BackendClient
+    from sshkit.errors import NotFoundError
     from sshkit.services.session_state import wait_until_running
 
-    told: list[str] = []
-
-    def notify(line: str) -> None:
-        told.append(line)
-        if log:
-            log.write(line)
-        sys.stderr.write(f"sshkit: {line}\n")
-        sys.stderr.flush()
-
     with BackendClient.from_connection(conn) as client:
-        wait_until_running(client, session, wait, notify=notify)
+        apps = sorted({str(a.get("name")) for a in client.session_apps(target.session)})
+        if apps and target.app not in apps:
+            raise NotFoundError(
+                f"session {target.session!r} has no {target.app!r} service "
+                f"(it has: {', '.join(apps)})",
+                hint="pick one of those with --app",
+            )
+        if apps:
+            return False  # running (apps are listed): the refusal is not about starting
+        told: list[str] = []
+
+        def notify(line: str) -> None:
+            told.append(line)
+            if log:
+                log.write(line)
+            sys.stderr.write(f"sshkit: {line}\n")
+            sys.stderr.flush()
+
+        wait_until_running(client, target.session, wait, notify=notify)
     return bool(told)
 
 
