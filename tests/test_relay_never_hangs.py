@@ -196,3 +196,40 @@ def test_terminated_mid_transfer_ends_within_50_s(
             if pipe is not None:
                 pipe.close()
         _drop(emu, name)
+
+
+@pytest.mark.parametrize("mode", ["api", "session"])
+def test_unknown_app_is_named(emulator_factory: EmulatorFactory, tmp_path: Path, mode: str) -> None:
+    """Session mode hides the manager's "No such app service." behind a 502 (issue 16)."""
+    emu = emulator_factory()
+    client = make_client(emu, mode, tmp_path)
+    proc = subprocess.run(
+        [*sshkit_argv(), "relay", "--app", "nosuchapp", emu.session],
+        env=client.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == ExitCode.NOT_FOUND and proc.stdout == b""
+    line = _error_line(proc.stderr)
+    assert f"session '{emu.session}' has no 'nosuchapp' service" in line
+    assert "not found" not in line
+
+
+@pytest.mark.parametrize("mode", ["api", "session"])
+def test_ambiguous_name_in_the_relay(
+    emulator_factory: EmulatorFactory, tmp_path: Path, mode: str
+) -> None:
+    emu = emulator_factory()
+    client = make_client(emu, mode, tmp_path)
+    name = f"twin-{uuid.uuid4().hex[:8]}"
+    ids = [emu.hook("POST", "sessions", {"name": name})["id"] for _ in range(2)]
+    try:
+        relay, _ = _relay_alone(client, name)
+        assert relay.returncode == ExitCode.NOT_FOUND and relay.stdout == b""
+        assert f"several sessions are named '{name}'" in _error_line(relay.stderr)
+        by_id = client.run(client.ssh(ids[0], "echo by-id"), timeout=120)
+        assert by_id.returncode == 0 and by_id.stdout == b"by-id\n", by_id.stderr.decode()
+    finally:
+        for sid in ids:
+            emu.hook("DELETE", f"sessions/{sid}")

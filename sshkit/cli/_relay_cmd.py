@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 DEFAULT_APP = "sshd"
 # Below VS Code's 15 s connect timeout, so that our message is the one shown.
 DEFAULT_TIMEOUT = 10.0
+# How long `forward` waits for a session that is still starting (the relay: its timeout).
+DEFAULT_WAIT = 120.0
 LOG_ENV = "SSHKIT_LOG"
 
 
@@ -236,9 +238,11 @@ def forward(
     profile: str | None = None,
     log_file: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    wait: float = DEFAULT_WAIT,
 ) -> None:
     """Listen on a local port and tunnel each connection to SESSION's sshd until Ctrl-C.
 
+    Each connection waits up to `wait` s for a session that is still starting.
     Prints the address on stdout. Raises UsageError (bad bind address),
     LocalFileError (cannot listen), NotLoggedInError/ConfigError.
     """
@@ -250,12 +254,14 @@ def forward(
     from sshkit.relay.ws import TunnelTarget
     from sshkit.settings import load_connection
 
+    if wait < 0:
+        raise UsageError("--wait must be 0 or more seconds")
     host, port = parse_bind(bind)
     conn = load_connection(profile)
     target = TunnelTarget(session, app, conn.endpoint_type == "session")
     log = open_log(log_file or os.environ.get(LOG_ENV))
     forwarder = Forwarder(
-        connect=lambda: _connector(conn, target, timeout, log),
+        connect=lambda: _open_when_ready(conn, target, timeout, wait, log),
         target=target,
         host=host,
         port=port,

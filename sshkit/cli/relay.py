@@ -73,6 +73,10 @@ def forward_command(
     profile: Annotated[str | None, _PROFILE] = None,
     log_file: Annotated[str | None, _LOG] = None,
     timeout: Annotated[float, _TIMEOUT] = _relay_cmd.DEFAULT_TIMEOUT,
+    wait: Annotated[
+        float,
+        typer.Option("--wait", help="Seconds to wait for a session that is still starting."),
+    ] = _relay_cmd.DEFAULT_WAIT,
 ) -> None:
     """Forward a local port to the session's sshd, for clients without ProxyCommand.
 
@@ -81,5 +85,11 @@ def forward_command(
     Example: sshkit forward my-session -b 9922, then: ssh -p 9922 work@127.0.0.1
     """
     _relay_cmd.forward(
-        session, bind=bind, app=app_name, profile=profile, log_file=log_file, timeout=timeout
+        session,
+        bind=bind,
+        app=app_name,
+        profile=profile,
+        log_file=log_file,
+        timeout=timeout,
+        wait=wait,
     )
