@@ -251,6 +251,7 @@ def test_official_cli_download_fails_on_newer_servers(
         BACKEND_ACCESS_KEY=emu.access_key,
         BACKEND_SECRET_KEY=emu.secret_key,
     )
+    emu.hook("DELETE", "requests")  # the emulator is shared: look at this client's only
     dl = _run(bai_cli, ["session", "download", emu.session, "id_container"], env, work)
     assert "405" in dl.stdout + dl.stderr, dl.stdout + dl.stderr
     assert not (work / "id_container").exists()

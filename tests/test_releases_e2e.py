@@ -278,3 +278,37 @@ def test_ssh_reports_a_session_that_does_not_start(emulator: Emulator) -> None:
         for item in emulator.hook("GET", "sessions"):
             if item["name"] == name:
                 emulator.hook("DELETE", f"sessions/{item['id']}")
+
+
+@pytest.mark.parametrize("mode", ["api", "session"])
+def test_wildcard_ssh_waits_for_a_session_starting_5_s_later(
+    emulator_factory: EmulatorFactory, mode: str
+) -> None:
+    """`ssh S.bai true` through the wildcard block setup-vscode wrote (the relay waits)."""
+    emu = emulator_factory(server_version="26.8")
+    env = api_env(emu) if mode == "api" else session_env(emu)
+    setup = run("setup-vscode", emu.session, "--yes", "--user", emu.ssh_user, env=env)
+    assert setup.returncode == 0, setup.stderr.decode()
+    config = Path(os.environ["HOME"]) / ".ssh" / "config"
+    name = f"soon-{uuid.uuid4().hex[:8]}"
+    emu.hook("POST", "sessions", {"name": name, "status": "PREPARING", "ready_after": 5})
+    try:
+        start = time.monotonic()
+        done = ssh(config, f"{name}.bai", "true", env)
+        assert done.returncode == 0, done.stderr.decode()
+        assert time.monotonic() - start >= 4
+        lines = [ln for ln in done.stderr.decode().splitlines() if ln.startswith("sshkit:")]
+        assert len(lines) == 1 and "PREPARING; waiting up to 10 s" in lines[0], lines
+    finally:
+        for item in emu.hook("GET", "sessions"):
+            if item["name"] == name:
+                emu.hook("DELETE", f"sessions/{item['id']}")
+
+
+@pytest.mark.parametrize("version", ["23.09", "26.3"])
+def test_one_shot_ssh(emulator_factory: EmulatorFactory, version: str) -> None:
+    emu = emulator_factory(server_version=version)
+    env = session_env(emu)
+    done = run("ssh", emu.session, "--user", emu.ssh_user, "--", "echo one-shot", env=env)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == b"one-shot\n"
