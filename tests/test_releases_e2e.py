@@ -312,3 +312,90 @@ def test_one_shot_ssh(emulator_factory: EmulatorFactory, version: str) -> None:
     done = run("ssh", emu.session, "--user", emu.ssh_user, "--", "echo one-shot", env=env)
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout == b"one-shot\n"
+
+
+@pytest.mark.parametrize("version", ["23.09", "26.8"])
+def test_bai_vscode_never_hangs_in_session_mode(
+    emulator_factory: EmulatorFactory, version: str
+) -> None:
+    """The blocks setup-vscode writes, with the relay's default --timeout (10 s)."""
+    emu = emulator_factory(server_version=version)
+    env = session_env(emu)
+    config = Path(os.environ["HOME"]) / ".ssh" / "config"
+    name = f"vs-{uuid.uuid4().hex[:8]}"
+    sid = emu.hook("POST", "sessions", {"name": name})["id"]
+    prep = f"prep-{uuid.uuid4().hex[:8]}"
+    try:
+        setup = run("setup-vscode", name, "--yes", "--user", emu.ssh_user, env=env)
+        assert setup.returncode == 0, setup.stderr.decode()
+        assert ssh(config, "bai-vscode", "true", env).returncode == 0
+
+        def attempt(host: str) -> tuple[str, float]:
+            start = time.monotonic()
+            done = ssh(config, host, "true", env)
+            took = time.monotonic() - start
+            assert done.returncode != 0 and done.stdout == b""
+            (line,) = errors(done)
+            return line, took
+
+        emu.hook("POST", "faults", {"kind": "refuse_sshd", "session": name})
+        line, took = attempt("bai-vscode")
+        assert f"the sshd of session '{name}' is not answering" in line and took < 10 + 5 + 3
+        emu.hook("DELETE", "faults")
+
+        emu.hook("POST", "sessions", {"name": prep, "status": "PREPARING"})
+        line, took = attempt(f"{prep}.bai")
+        assert f"session '{prep}' is still PREPARING after 10 s" in line and took < 10 + 5 + 3
+
+        emu.hook("DELETE", f"sessions/{sid}")
+        line, took = attempt("bai-vscode")
+        assert f"session '{name}' not found" in line and took < 10 + 5
+    finally:
+        emu.hook("DELETE", "faults")
+        for item in emu.hook("GET", "sessions"):
+            if item["name"] in (name, prep):
+                emu.hook("DELETE", f"sessions/{item['id']}")
+
+
+def test_totp_prompt_in_a_terminal(emulator_factory: EmulatorFactory) -> None:
+    import pty
+    import select
+
+    emu = emulator_factory(extra_args=("--totp",))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSHKIT_")}
+    env["SSHKIT_PASSWORD"] = emu.password
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [str(SSHKIT), *login_args(emu)[:-1]],  # no --password-stdin
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+        )
+        seen = b""
+        deadline = time.monotonic() + 60
+        while b"One-time code" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if ready:
+                seen += os.read(master, 4096)
+        assert b"One-time code" in seen, seen
+        os.write(master, totp(emu.info["totp_secret"], time.time()).encode() + b"\n")
+        while proc.poll() is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                seen += os.read(master, 4096)
+        proc.wait(timeout=30)
+        while select.select([master], [], [], 0.2)[0]:
+            chunk = os.read(master, 4096)
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0, seen
+    assert b"Logged in" in seen
