@@ -5,8 +5,12 @@
     ├── ConfigError                 settings missing or invalid (includes NotLoggedInError)
     ├── ApiError                    the server answered with an error (status, title, msg)
     │   ├── AuthError               credentials refused (wrong password or secret, clock skew)
+    │   │   ├── OtpRequiredError    the account needs a one-time (TOTP) code
+    │   │   └── LoginLimitError     409: the concurrent-login cap is reached
     │   ├── NotFoundError           session, file or folder does not exist
+    │   │   └── NotRunningError     the session exists but is not running (starting, ended)
     │   ├── RejectedError           the server refused the request (reserved name, validation)
+    │   ├── RateLimitError          429: over the rate limit (never retried)
     │   └── ServerError             5xx, or an answer sshkit cannot understand
     ├── NetworkError                the server could not be reached (DNS, TCP, TLS, timeout)
     ├── UnsafeDownloadError         a download that would be unsafe to write (tar traversal, size)
@@ -82,7 +86,8 @@ class ApiError(SshkitError):
     """The server answered with an error.
 
     `status` is the HTTP status (0 when the failure is not an HTTP status),
-    `title` and `msg` come from the server's problem+json body when present.
+    `title`, `msg` and `error_code` (25.8+) come from the server's problem+json
+    body when present.
     """
 
     exit_code = ExitCode.SERVER
@@ -96,20 +101,40 @@ class ApiError(SshkitError):
         msg: str | None = None,
         error_type: str | None = None,
         hint: str | None = None,
+        error_code: str | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.status = status
         self.title = title
         self.msg = msg
         self.error_type = error_type
+        self.error_code = error_code
 
 
 class AuthError(ApiError):
     exit_code = ExitCode.AUTH
 
 
+class OtpRequiredError(AuthError):
+    """The account needs a one-time (TOTP) code to log in."""
+
+
+class LoginLimitError(AuthError):
+    """The account has as many concurrent logins as it may; `--force` ends the oldest."""
+
+
 class NotFoundError(ApiError):
     exit_code = ExitCode.NOT_FOUND
+
+
+class NotRunningError(NotFoundError):
+    """The session exists but is not running: still starting, or ended."""
+
+
+class RateLimitError(ApiError):
+    """429: the server's rate limit for the keypair was exceeded. Never retried."""
+
+    exit_code = ExitCode.REJECTED
 
 
 class RejectedError(ApiError):

@@ -108,13 +108,19 @@ class Emulator:
             self.manager_url, mode="api", access_key=self.access_key, secret_key=self.secret_key
         )
 
-    def download_key(self, session: str, dest: Path) -> requests.Response:
-        """Ask for `session`'s id_container; on 200 write it to `dest` with mode 0600."""
-        # 23.09 takes GET for this call; later versions POST (spec §5.4).
-        method = "GET" if self.info["server_version"] == "23.09" else "POST"
-        resp = self.api_client().request(
-            method, f"/session/{session}/download_single", params={"file": "id_container"}
-        )
+    def download_key(
+        self, session: str, dest: Path, file: str = "id_container"
+    ) -> requests.Response:
+        """Ask for `session`'s `file`; on 200 write it to `dest` with mode 0600."""
+        # 23.09 takes GET for this call; later versions POST (spec §5.4); 26.3 reads the
+        # parameters from a JSON body only, 26.8 from the query only (spec §14).
+        version = self.info["server_version"]
+        method = "GET" if version == "23.09" else "POST"
+        path = f"/session/{session}/download_single"
+        if version == "26.3":
+            resp = self.api_client().request(method, path, json_body={"file": file})
+        else:
+            resp = self.api_client().request(method, path, params={"file": file})
         if resp.status_code == 200:
             fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as fh:
@@ -147,7 +153,7 @@ class Emulator:
 def start_emulator(
     workdir: Path,
     *,
-    server_version: str = "26.3",
+    server_version: str = "26.8",
     sshd: str = "openssh",
     allow_dot_ssh_folder: bool = False,
     extra_args: tuple[str, ...] = (),
@@ -207,7 +213,7 @@ def emulator_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emula
 
     def factory(
         *,
-        server_version: str = "26.3",
+        server_version: str = "26.8",
         sshd: str = "openssh",
         allow_dot_ssh_folder: bool = False,
         fresh: bool = False,
@@ -235,7 +241,7 @@ def emulator_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emula
 
 @pytest.fixture
 def emulator(emulator_factory: EmulatorFactory) -> Emulator:
-    """A shared emulator at the newest server version (26.3) with OpenSSH sessions."""
+    """A shared emulator at the newest server version (26.8) with OpenSSH sessions."""
     return emulator_factory()
 
 

@@ -59,7 +59,7 @@ def multipart(tar: bytes) -> Reply:
 def server(download: Reply) -> requests.Session:
     def handler(req: requests.PreparedRequest) -> Reply:
         if req.path_url == "/":
-            return Reply(200, {"version": "v9.20250722", "manager": "26.3.0"})
+            return Reply(200, {"version": "v9.20250722", "manager": "26.8.1"})
         assert req.method == "POST" and req.path_url.startswith("/session/demo/download?")
         return download
 

@@ -167,9 +167,11 @@ def test_session_login_takes_the_session_id_header() -> None:
     result = BackendClient(anon, http=http).login("u@example.com", "pw")
     assert (result.session_id, result.access_key, result.role) == ("newsid", "AK1", "user")
     assert "newsid" not in repr(result)
-    with pytest.raises(AuthError, match="User credential mismatch") as info:
-        BackendClient(anon, http=http).login("u@example.com", "wrong")
-    assert "wrong" not in info.value.message
+    with pytest.raises(AuthError, match="wrong user name or password") as info:
+        BackendClient(anon, http=http).login("u@example.com", "s3cret-bad")
+    assert "s3cret-bad" not in info.value.message
+    assert info.value.msg == "User credential mismatch."
+    assert info.value.hint and "SSO" in info.value.hint
 
 
 @pytest.mark.parametrize(
@@ -230,7 +232,10 @@ def test_tls_failure_is_a_network_error_with_a_hint() -> None:
         ("24.03.6", "v8.20240315", "get-body"),
         ("24.03.7", "v8.20240315", "post-body"),
         ("24.09.14", "v8.20240915", "post-body"),
-        ("26.3.0", "v9.20250722", "post-query"),
+        ("26.3.0", "v9.20250722", "post-body"),
+        ("26.4.6", "v9.20250722", "post-body"),
+        ("26.4.7", "v9.20250722", "post-query"),
+        ("26.8.1", "v9.20250722", "post-query"),
         (None, "v7.20230615", "get-body"),
         (None, "v9.20250722", "post-query"),
     ],
@@ -280,7 +285,8 @@ def test_download_native_style_needs_one_request() -> None:
     for style, version in [
         ("get-body", hello("v7.20230615", "23.09.10")),
         ("post-body", hello("v8.20240915", "24.09.14")),
-        ("post-query", hello("v9.20250722", "26.3.0")),
+        ("post-body", hello("v9.20250722", "26.3.0")),
+        ("post-query", hello("v9.20250722", "26.8.1")),
     ]:
         http, seen = _server_accepting(style, version)
         BackendClient(session_conn(), http=http).download_session_file("demo", "id_container")

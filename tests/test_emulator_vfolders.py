@@ -300,7 +300,8 @@ def test_dot_ssh_folder(emulator_factory: EmulatorFactory, tmp_path: Path) -> No
     # As on a real agent: with ~/.ssh mounted, no id_container is written.
     missing = emu.download_key("with-dot-ssh", tmp_path / "k")
     assert missing.status_code == 500
-    assert missing.json()["type"] == PROBS + "kernel-execution-failed"
+    # 26.8: the agent's FileNotFoundError reaches the client as a bare 500 (spec §14).
+    assert missing.json()["type"] == PROBS + "internal-server-error"
     # The keypair's key does not get in.
     keypair_key = tmp_path / "keypair"
     assert emu.download_key(emu.session, keypair_key).status_code == 200

@@ -228,3 +228,32 @@ def test_official_cli_api_mode(
     )
     assert "401" in wrong.stdout + wrong.stderr
     assert "Signature mismatch" in wrong.stdout + wrong.stderr
+
+
+@pytest.mark.parametrize("version", ["26.3", "26.8"])
+def test_official_cli_download_fails_on_newer_servers(
+    bai_cli: Path, emulator_factory: EmulatorFactory, tmp_path: Path, version: str
+) -> None:
+    """The 23.09 client asks GET + JSON body; 26.3 takes POST + body, 26.8 POST + query.
+
+    Both answer its GET with 405, as the real servers do (spec §14): the 23.09 client's
+    `session download` fails there, which is why sshkit picks the verb per version.
+    """
+    emu = emulator_factory(server_version=version)
+    home = tmp_path / "home"
+    work = tmp_path / "work"
+    home.mkdir(exist_ok=True)
+    work.mkdir()
+    env = _env(
+        home,
+        BACKEND_ENDPOINT=emu.manager_url,
+        BACKEND_ENDPOINT_TYPE="api",
+        BACKEND_ACCESS_KEY=emu.access_key,
+        BACKEND_SECRET_KEY=emu.secret_key,
+    )
+    emu.hook("DELETE", "requests")  # the emulator is shared: look at this client's only
+    dl = _run(bai_cli, ["session", "download", emu.session, "id_container"], env, work)
+    assert "405" in dl.stdout + dl.stderr, dl.stdout + dl.stderr
+    assert not (work / "id_container").exists()
+    requests_seen = [r for r in emu.hook("GET", "requests") if r["path"].endswith("/download")]
+    assert requests_seen and all(r["method"] == "GET" for r in requests_seen)

@@ -18,7 +18,7 @@ from sshkit.errors import ExitCode
 from tests.emulator_fixture import EmulatorFactory
 from tests.relay_e2e_support import Client, make_client, sshkit_argv
 
-VERSIONS = ["23.09", "24.09", "26.3"]
+VERSIONS = ["23.09", "24.09", "26.3", "26.8"]
 MODES = ["api", "session"]
 
 

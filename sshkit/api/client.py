@@ -47,8 +47,11 @@ from sshkit.api.tunnel import SESSION_ID_HEADER, USER_AGENT
 from sshkit.errors import (
     ApiError,
     AuthError,
+    LoginLimitError,
     NetworkError,
     NotFoundError,
+    OtpRequiredError,
+    RateLimitError,
     RejectedError,
     ServerError,
     SshkitError,
@@ -67,8 +70,9 @@ CLOCK_HINT = (
     " sync your clock (enable NTP / automatic time)"
 )
 
-# How session downloads are asked for (protocol spec §5.5):
-# GET + JSON body up to 24.03.6, POST + JSON body from 24.03.7, POST + query from 26.3.
+# How session downloads are asked for (protocol spec §5.5, corrected by §14):
+# GET + JSON body up to 24.03.6, POST + JSON body from 24.03.7 (the only form 26.3.0-26.4.6
+# take), POST + query only from 26.4.7.
 GET_BODY, POST_BODY, POST_QUERY, GET_QUERY = "get-body", "post-body", "post-query", "get-query"
 _DOWNLOAD_STYLES = (POST_QUERY, POST_BODY, GET_BODY, GET_QUERY)
 
@@ -115,7 +119,8 @@ def default_download_styles(info: ServerInfo) -> list[str]:
     if manager is not None:
         if manager < (24, 3, 7):
             first = GET_BODY
-        elif manager < (26, 3, 0):
+        elif manager < (26, 4, 7):
+            # 26.3.0-26.4.6 read a JSON body only; older ones take body or query.
             first = POST_BODY
         else:
             first = POST_QUERY
@@ -384,6 +389,7 @@ class BackendClient:
         if msg is None and isinstance(prob.get("details"), str):
             msg = prob["details"]
         error_type = prob.get("type") if isinstance(prob.get("type"), str) else None
+        error_code = prob.get("error_code") if isinstance(prob.get("error_code"), str) else None
         if 300 <= status < 400:
             # Not followed: the session id header would go wherever the redirect points.
             target = resp.headers.get("Location", "elsewhere")
@@ -395,9 +401,25 @@ class BackendClient:
         detail = title or resp.reason or "error"
         if msg and msg != title:
             detail = f"{detail} ({msg})"
+        if error_code:
+            detail = f"{detail} [{error_code}]"
         message = f"{what} failed: HTTP {status} {detail}"
-        kwargs: dict[str, Any] = dict(status=status, title=title, msg=msg, error_type=error_type)
+        kwargs: dict[str, Any] = dict(
+            status=status, title=title, msg=msg, error_type=error_type, error_code=error_code
+        )
         slug = (error_type or "").rsplit("/", 1)[-1]
+        if status == 429:
+            return RateLimitError(
+                f"{what} failed: the server's rate limit for this key is exceeded (HTTP 429)",
+                hint=f"wait {_rate_limit_wait(resp)} before trying again",
+                **kwargs,
+            )
+        if status == 404 and slug == "too-many-sessions-matched":
+            return NotFoundError(
+                f"{what} failed: {_matches_text(prob)}",
+                hint="name the session by its id (`backend.ai session list` shows the ids)",
+                **kwargs,
+            )
         if status == 400 and (
             slug == "invalid-auth-params" or (msg or "").startswith("Date/time sync")
         ):
@@ -417,11 +439,16 @@ class BackendClient:
 
     # ------------------------------------------------------------ session mode
 
-    def login(self, username: str, password: str) -> LoginResult:
+    def login(
+        self, username: str, password: str, *, otp: str | None = None, force: bool = False
+    ) -> LoginResult:
         """Session mode: `POST /server/login`; returns the new session id.
 
-        Raises AuthError for refused credentials (the webserver answers 200 with
-        `authenticated: false`), RejectedError/ServerError/NetworkError otherwise.
+        `otp` is the one-time code of a TOTP account; `force` ends the oldest login
+        when the account's concurrent-login cap is reached (26.4+). Raises
+        OtpRequiredError (the account needs a code), LoginLimitError (409, the cap),
+        AuthError for refused credentials (200 `authenticated: false` up to 26.3,
+        401 from 26.4), RejectedError/ServerError/NetworkError otherwise.
         """
         if self.conn.endpoint_type != "session":
             raise RejectedError("password login needs a session-mode (webserver) endpoint")
@@ -429,23 +456,18 @@ class BackendClient:
         url, rel = self._url("/server/login")
         headers = self._auth_headers("POST", rel, CONTENT_TYPE_JSON)
         headers.pop(SESSION_ID_HEADER, None)  # log in anonymously, like the official client
-        body = jsonlib.dumps({"username": username, "password": password}).encode()
+        fields: dict[str, Any] = {"username": username, "password": password}
+        if otp:
+            fields["otp"] = otp
+        if force:
+            fields["force"] = True
+        body = jsonlib.dumps(fields).encode()
         resp = self._send("POST", url, headers=headers, data=body)
-        if resp.status_code >= 300:
-            raise self.error_for(resp, "login")
         data = _problem(resp)
-        if data.get("authenticated") is not True:
-            raw_info = data.get("data")
-            info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
-            details = info.get("details") or info.get("title") or "credentials refused"
-            raise AuthError(
-                f"login as {username} failed: {details}",
-                status=resp.status_code,
-                title=info.get("title"),
-                msg=info.get("details"),
-                error_type=info.get("type"),
-                hint="check the user name and password",
-            )
+        if resp.status_code >= 300 and resp.status_code not in (401, 409):
+            raise self.error_for(resp, "login")
+        if resp.status_code >= 300 or data.get("authenticated") is not True:
+            raise _login_refusal(username, resp.status_code, data, otp_sent=bool(otp))
         session_id = resp.headers.get(SESSION_ID_HEADER) or resp.cookies.get("AIOHTTP_SESSION")
         if not session_id:
             cookie = resp.headers.get("Set-Cookie", "")
@@ -744,6 +766,72 @@ class BackendClient:
             what="uploading the SSH keypair",
         )
         return data if isinstance(data, dict) else {}
+
+
+_SSO_HINT = (
+    "check the user name and password; an account that signs in through SSO has no "
+    "password here: log in with its access key and secret key (--endpoint-type api)"
+)
+
+
+def _login_refusal(
+    username: str, status: int, data: Mapping[str, Any], *, otp_sent: bool
+) -> AuthError:
+    """The error for a refused login: 200 `authenticated: false`, 401 (26.4+) or 409."""
+    raw_info = data.get("data")
+    info: Mapping[str, Any] = raw_info if isinstance(raw_info, dict) else data
+    kind = info.get("type") if isinstance(info.get("type"), str) else None
+    title = info.get("title") if isinstance(info.get("title"), str) else None
+    details = info.get("details") or info.get("msg")
+    details = details if isinstance(details, str) else None
+    kwargs: dict[str, Any] = dict(status=status, title=title, msg=details, error_type=kind)
+    if status == 409:
+        return LoginLimitError(
+            f"login as {username} refused: the account has reached its limit of "
+            "concurrent logins; pass --force to end the oldest one",
+            hint="--force logs in anyway and ends the account's oldest login",
+            **kwargs,
+        )
+    if (kind or "").endswith("require-totp-authentication"):
+        return OtpRequiredError(
+            f"login as {username} needs a one-time code (two-factor authentication): "
+            "pass --otp CODE",
+            hint="the code is the 6 digits your authenticator app shows for this account",
+            **kwargs,
+        )
+    what = "wrong user name or password"
+    if otp_sent:
+        what = "wrong user name, password or one-time code"
+    return AuthError(f"login as {username} failed: {what}", hint=_SSO_HINT, **kwargs)
+
+
+def _rate_limit_wait(resp: requests.Response) -> str:
+    """How long the server asks us to wait: Retry-After, else its rate window (spec §14)."""
+    for header in ("Retry-After", "X-RateLimit-Window"):
+        value = resp.headers.get(header, "").strip()
+        if value.isdigit() and 0 < int(value) <= 86400:
+            seconds = int(value)
+            prefix = "" if header == "Retry-After" else "up to "
+            if seconds >= 120:
+                return f"{prefix}{seconds // 60} minutes ({seconds} s)"
+            return f"{prefix}{seconds} s"
+    return "a few minutes"
+
+
+def _matches_text(prob: Mapping[str, Any]) -> str:
+    """'several sessions have that name' plus their ids, from a too-many-sessions-matched body."""
+    data = prob.get("data")
+    raw = data.get("matches") if isinstance(data, dict) else None
+    ids: list[str] = []
+    for match in raw if isinstance(raw, list) else []:
+        if isinstance(match, dict):
+            sid = match.get("id") or match.get("session_id")
+            if isinstance(sid, str) and re.fullmatch(r"[0-9A-Za-z-]{1,64}", sid):
+                ids.append(sid)
+    if not ids:
+        return "several sessions have that name"
+    shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+    return f"{len(ids)} sessions have that name (ids {shown})"
 
 
 def _with_query(url: str, params: Mapping[str, str]) -> str:

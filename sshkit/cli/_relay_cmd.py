@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from sshkit.errors import ServerError, SshkitError, UsageError
+from sshkit.errors import RelayError, ServerError, SshkitError, UsageError
 
 if TYPE_CHECKING:
     from sshkit.relay.log import RelayLog
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 DEFAULT_APP = "sshd"
 # Below VS Code's 15 s connect timeout, so that our message is the one shown.
 DEFAULT_TIMEOUT = 10.0
+# How long `forward` waits for a session that is still starting (the relay: its timeout).
+DEFAULT_WAIT = 120.0
 LOG_ENV = "SSHKIT_LOG"
 
 
@@ -95,6 +97,103 @@ def _explain_bad_gateway(
         return
 
 
+def _open_when_ready(
+    conn: Connection,
+    target: TunnelTarget,
+    timeout: float,
+    wait: float,
+    log: RelayLog | None,
+) -> Channel:
+    """Open the tunnel; if the server refuses it because the session is still starting
+    (500 in API mode, 502 in session mode), wait up to `wait` s for it and try again.
+
+    Raises NotFoundError (no such app), NotRunningError when the session ends or is
+    still starting after `wait` s, and the errors of `_connector`.
+    """
+    try:
+        return _connector(conn, target, timeout, log)
+    except ServerError as exc:
+        if exc.status not in (500, 502):
+            raise
+        if not _waited_for_start(conn, target, wait, log):
+            raise
+    return _connector(conn, target, timeout, log)
+
+
+def _waited_for_start(
+    conn: Connection, target: TunnelTarget, wait: float, log: RelayLog | None
+) -> bool:
+    """After a refused tunnel: name a missing app, or wait while the session starts.
+
+    Says so once on stderr when it waits; returns False when there was nothing to
+    wait for. Raises NotFoundError (no such app: the webserver's 502 hides the
+    manager's "No such app service."), NotRunningError, and the API errors.
+    """
+    from sshkit.api.client import BackendClient
+    from sshkit.errors import NotFoundError
+    from sshkit.services.session_state import wait_until_running
+
+    with BackendClient.from_connection(conn) as client:
+        apps = sorted({str(a.get("name")) for a in client.session_apps(target.session)})
+        if apps and target.app not in apps:
+            raise NotFoundError(
+                f"session {target.session!r} has no {target.app!r} service "
+                f"(it has: {', '.join(apps)})",
+                hint="pick one of those with --app",
+            )
+        if apps:
+            return False  # running (apps are listed): the refusal is not about starting
+        told: list[str] = []
+
+        def notify(line: str) -> None:
+            told.append(line)
+            if log:
+                log.write(line)
+            sys.stderr.write(f"sshkit: {line}\n")
+            sys.stderr.flush()
+
+        wait_until_running(client, target.session, wait, notify=notify)
+    return bool(told)
+
+
+def _run_watched(
+    conn: Connection,
+    target: TunnelTarget,
+    channel: Channel,
+    timeout: float,
+    log: RelayLog | None,
+    run: Callable[..., object],
+) -> None:
+    """Run the relay with a first-byte watchdog on sshd tunnels (sshd speaks first).
+
+    A tunnel that stays silent for `timeout` s is ended and explained from the API
+    (not running yet, ended, no sshd, sshd not answering). Raises that explanation,
+    or what `run` raises.
+    """
+    from sshkit.relay.watchdog import FirstByteWatch
+
+    if target.app != DEFAULT_APP:
+        run(channel, target, log=log)
+        return
+    watch = FirstByteWatch(channel, timeout).start()
+    try:
+        run(watch, target, log=log)
+    except RelayError:
+        if not watch.silent:
+            raise
+        if log:
+            log.write(f"nothing from {target.app} within {timeout:.0f} s: asking the API why")
+        raise _explain_silence(conn, target, timeout) from None
+
+
+def _explain_silence(conn: Connection, target: TunnelTarget, timeout: float) -> SshkitError:
+    from sshkit.api.client import BackendClient
+    from sshkit.services.session_state import explain_silent_tunnel
+
+    with BackendClient.from_connection(conn) as client:
+        return explain_silent_tunnel(client, target.session, target.app, timeout)
+
+
 def relay(
     host: str,
     *,
@@ -103,11 +202,16 @@ def relay(
     profile: str | None = None,
     log_file: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    wait: float | None = None,
 ) -> None:
     """Carry stdin/stdout over the tunnel to HOST's sshd until either side closes.
 
-    Raises NotLoggedInError/ConfigError (no usable login), AuthError, NotFoundError,
-    ServerError (the server refused the tunnel), NetworkError or RelayError.
+    A session that is still starting is waited for, up to `wait` s (default:
+    `timeout`). Once the tunnel is open, sshd must speak within `timeout` s, or the
+    relay asks the API why and fails with that cause.
+    Raises NotLoggedInError/ConfigError (no usable login), AuthError, NotFoundError
+    (NotRunningError: starting or ended), ServerError (the server refused the
+    tunnel), NetworkError or RelayError.
     """
     from sshkit.formats.names import check_session_name
     from sshkit.relay.log import open_log
@@ -117,6 +221,8 @@ def relay(
 
     if timeout <= 0:
         raise UsageError("--timeout must be positive")
+    if wait is not None and wait < 0:
+        raise UsageError("--wait must be 0 or more seconds")
     log = open_log(log_file or os.environ.get(LOG_ENV))
     try:
         session = check_session_name(strip_suffix(host, suffix))
@@ -124,8 +230,8 @@ def relay(
             log.write(f"relay start: session {session!r}, app {app!r}, pid {os.getpid()}")
         conn = load_connection(profile)
         target = TunnelTarget(session, app, conn.endpoint_type == "session")
-        channel = _connector(conn, target, timeout, log)
-        run_stdio_relay(channel, target, log=log)
+        channel = _open_when_ready(conn, target, timeout, timeout if wait is None else wait, log)
+        _run_watched(conn, target, channel, timeout, log, run_stdio_relay)
     except SshkitError as exc:
         if log:
             log.write(f"error: {exc.message}")
@@ -143,9 +249,11 @@ def forward(
     profile: str | None = None,
     log_file: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    wait: float = DEFAULT_WAIT,
 ) -> None:
     """Listen on a local port and tunnel each connection to SESSION's sshd until Ctrl-C.
 
+    Each connection waits up to `wait` s for a session that is still starting.
     Prints the address on stdout. Raises UsageError (bad bind address),
     LocalFileError (cannot listen), NotLoggedInError/ConfigError.
     """
@@ -159,12 +267,14 @@ def forward(
     from sshkit.settings import load_connection
 
     check_session_name(session)
+    if wait < 0:
+        raise UsageError("--wait must be 0 or more seconds")
     host, port = parse_bind(bind)
     conn = load_connection(profile)
     target = TunnelTarget(session, app, conn.endpoint_type == "session")
     log = open_log(log_file or os.environ.get(LOG_ENV))
     forwarder = Forwarder(
-        connect=lambda: _connector(conn, target, timeout, log),
+        connect=lambda: _open_when_ready(conn, target, timeout, wait, log),
         target=target,
         host=host,
         port=port,
@@ -208,6 +318,7 @@ def _relay_parser() -> _Parser:
     parser.add_argument("--profile", default=None)
     parser.add_argument("--log-file", default=None)
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    parser.add_argument("--wait", type=float, default=None)
     return parser
 
 
@@ -231,6 +342,7 @@ def fast_main(argv: Sequence[str]) -> bool:
             profile=args.profile,
             log_file=args.log_file,
             timeout=args.timeout,
+            wait=args.wait,
         )
     except SshkitError as exc:
         code = report(exc)

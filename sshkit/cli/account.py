@@ -6,12 +6,16 @@ import enum
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sshkit.cli._app import app
-from sshkit.errors import UsageError, printable
+from sshkit.errors import LoginLimitError, OtpRequiredError, UsageError, printable
+
+if TYPE_CHECKING:
+    from sshkit.services.account import LoginOutcome
+    from sshkit.settings import Settings
 
 _PROFILE = typer.Option("--profile", help="Login profile (default: 'default').")
 
@@ -66,6 +70,16 @@ def login(
     ca_bundle: Annotated[
         Path | None, typer.Option("--ca-bundle", help="CA certificates (PEM) to verify TLS with.")
     ] = None,
+    otp: Annotated[
+        str | None,
+        typer.Option("--otp", help="One-time code (TOTP) for accounts with two-factor login."),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="At the account's concurrent-login limit, end the oldest login."
+        ),
+    ] = False,
     profile: Annotated[str | None, _PROFILE] = None,
 ) -> None:
     """Log in to Backend.AI and remember the login (0600, bound to this endpoint).
@@ -73,7 +87,6 @@ def login(
     Example: printf '%s' "$PASSWORD" | sshkit login --endpoint https://webui.example.com
     --endpoint-type session --username me@example.com --password-stdin
     """
-    from sshkit.services import account
     from sshkit.settings import resolve_settings
 
     flags: dict[str, str | None] = {
@@ -109,7 +122,14 @@ def login(
     settings = resolve_settings(profile, flags=flags, tls_from_login=False)
     if not settings.verify_tls:
         typer.echo("sshkit: warning: TLS certificates are not verified (--insecure)", err=True)
-    done = account.login(settings, username=flags["username"], password=password)
+    done = _login_interactively(
+        settings,
+        flags["username"],
+        password,
+        otp=otp,
+        force=force,
+        can_prompt=not password_stdin and sys.stdin.isatty(),
+    )
     who = done.username or done.access_key or "?"
     server = f"manager {done.manager_version}, " if done.manager_version else ""
     typer.echo(
@@ -125,6 +145,41 @@ def login(
             f"{after.value('endpoint')}, which overrides this login",
             err=True,
         )
+
+
+def _login_interactively(
+    settings: Settings,
+    username: str | None,
+    password: str | None,
+    *,
+    otp: str | None,
+    force: bool,
+    can_prompt: bool,
+) -> LoginOutcome:
+    """`account.login`, asking for a one-time code or for leave to end the oldest login
+    when the server wants one and a terminal is there to ask; otherwise the error says
+    which option to pass. Raises what `account.login` raises."""
+    from sshkit.services import account
+
+    while True:
+        try:
+            return account.login(
+                settings, username=username, password=password, otp=otp, force=force
+            )
+        except OtpRequiredError:
+            if otp is not None or not can_prompt:
+                raise
+            otp = typer.prompt("One-time code").strip()
+        except LoginLimitError:
+            if force or not can_prompt:
+                raise
+            if not typer.confirm(
+                "The account has reached its limit of concurrent logins. "
+                "Log in anyway and end the oldest login?",
+                default=False,
+            ):
+                raise
+            force = True
 
 
 @app.command("logout")

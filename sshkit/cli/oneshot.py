@@ -15,14 +15,26 @@ _USER = typer.Option("--user", help="User inside the container.")
 _IDENTITY = typer.Option("--identity", help="Private key (default: the downloaded one).")
 _HOST_KEY = typer.Option("--host-key", help="pin (managed known_hosts) or off.")
 _PROFILE = typer.Option("--profile", help="Login profile.")
+_WAIT = typer.Option("--wait", help="Seconds to wait for a session that is still starting.")
 
 
-def _options(user: str, identity: Path | None, host_key: str, profile: str | None) -> object:
+def _options(
+    user: str, identity: Path | None, host_key: str, profile: str | None, wait: float = 120.0
+) -> object:
     from sshkit.services.oneshot import OneShotOptions
 
     if host_key not in ("pin", "off"):
         raise UsageError("--host-key must be pin or off")
-    return OneShotOptions(user=user, identity=identity, host_key=host_key, profile=profile)
+    if wait < 0:
+        raise UsageError("--wait must be 0 or more seconds")
+    return OneShotOptions(
+        user=user,
+        identity=identity,
+        host_key=host_key,
+        profile=profile,
+        wait=wait,
+        notify=lambda line: typer.echo(f"sshkit: {line}", err=True),
+    )
 
 
 @app.command("ssh", context_settings=_PASS)
@@ -35,6 +47,7 @@ def ssh_command(
     identity: Annotated[Path | None, _IDENTITY] = None,
     host_key: Annotated[str, _HOST_KEY] = "pin",
     profile: Annotated[str | None, _PROFILE] = None,
+    wait: Annotated[float, _WAIT] = 120.0,
 ) -> None:
     """Open ssh to SESSION through the relay, with a temporary config.
 
@@ -43,7 +56,7 @@ def ssh_command(
     from sshkit.services.oneshot import OneShotOptions, run_ssh
     from sshkit.settings import load_connection
 
-    opts = _options(user, identity, host_key, profile)
+    opts = _options(user, identity, host_key, profile, wait)
     assert isinstance(opts, OneShotOptions)
     code = run_ssh(load_connection(profile), session, ssh_args or [], opts)
     raise typer.Exit(code)
@@ -58,6 +71,7 @@ def scp_command(
     identity: Annotated[Path | None, _IDENTITY] = None,
     host_key: Annotated[str, _HOST_KEY] = "pin",
     profile: Annotated[str | None, _PROFILE] = None,
+    wait: Annotated[float, _WAIT] = 120.0,
 ) -> None:
     """Copy files to or from sessions through the relay, with a temporary config.
 
@@ -66,6 +80,6 @@ def scp_command(
     from sshkit.services.oneshot import OneShotOptions, run_scp
     from sshkit.settings import load_connection
 
-    opts = _options(user, identity, host_key, profile)
+    opts = _options(user, identity, host_key, profile, wait)
     assert isinstance(opts, OneShotOptions)
     raise typer.Exit(run_scp(load_connection(profile), scp_args, opts))

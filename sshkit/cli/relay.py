@@ -15,6 +15,9 @@ _LOG = typer.Option(
     "--log-file", help="Append a diagnostic log here (no secrets). Also: SSHKIT_LOG."
 )
 _TIMEOUT = typer.Option("--timeout", help="Seconds to wait for the tunnel to open.")
+_RELAY_TIMEOUT = typer.Option(
+    "--timeout", help="Seconds to wait for the tunnel to open, and then for sshd to speak."
+)
 
 
 @app.command("relay")
@@ -26,16 +29,31 @@ def relay_command(
     ] = None,
     profile: Annotated[str | None, _PROFILE] = None,
     log_file: Annotated[str | None, _LOG] = None,
-    timeout: Annotated[float, _TIMEOUT] = _relay_cmd.DEFAULT_TIMEOUT,
+    timeout: Annotated[float, _RELAY_TIMEOUT] = _relay_cmd.DEFAULT_TIMEOUT,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            "--wait",
+            help="Seconds to wait for a session that is still starting (default: --timeout).",
+        ),
+    ] = None,
 ) -> None:
     """Carry an SSH connection over the session's tunnel (use as ssh's ProxyCommand).
 
-    stdin and stdout carry the SSH stream; messages go to stderr.
+    stdin and stdout carry the SSH stream; messages go to stderr. Once the tunnel is
+    open, sshd must answer within --timeout seconds; otherwise the relay asks the
+    server why and exits with that cause.
 
     Example: ssh -o ProxyCommand='sshkit relay %h' work@my-session
     """
     _relay_cmd.relay(
-        host, app=app_name, suffix=suffix, profile=profile, log_file=log_file, timeout=timeout
+        host,
+        app=app_name,
+        suffix=suffix,
+        profile=profile,
+        log_file=log_file,
+        timeout=timeout,
+        wait=wait,
     )
 
 
@@ -55,6 +73,10 @@ def forward_command(
     profile: Annotated[str | None, _PROFILE] = None,
     log_file: Annotated[str | None, _LOG] = None,
     timeout: Annotated[float, _TIMEOUT] = _relay_cmd.DEFAULT_TIMEOUT,
+    wait: Annotated[
+        float,
+        typer.Option("--wait", help="Seconds to wait for a session that is still starting."),
+    ] = _relay_cmd.DEFAULT_WAIT,
 ) -> None:
     """Forward a local port to the session's sshd, for clients without ProxyCommand.
 
@@ -63,5 +85,11 @@ def forward_command(
     Example: sshkit forward my-session -b 9922, then: ssh -p 9922 work@127.0.0.1
     """
     _relay_cmd.forward(
-        session, bind=bind, app=app_name, profile=profile, log_file=log_file, timeout=timeout
+        session,
+        bind=bind,
+        app=app_name,
+        profile=profile,
+        log_file=log_file,
+        timeout=timeout,
+        wait=wait,
     )

@@ -58,6 +58,10 @@ def setup_vscode(
             help="With --multiplex: keep an idle connection this long (default 10m).",
         ),
     ] = None,
+    wait: Annotated[
+        float,
+        typer.Option("--wait", help="Seconds to wait for a session that is still starting."),
+    ] = 120.0,
 ) -> None:
     """Write `Host ALIAS` and `Host *SUFFIX` into ~/.ssh/config, placed so that they win.
 
@@ -86,8 +90,11 @@ def setup_vscode(
         ppk=ppk,
         profile=profile,
         multiplex=(multiplex_persist or svc.DEFAULT_MULTIPLEX_PERSIST) if multiplex else None,
+        wait=wait,
     )
-    plan = svc.plan_setup(opts, conn)
+    if wait < 0:
+        raise UsageError("--wait must be 0 or more seconds")
+    plan = svc.plan_setup(opts, conn, notify=lambda line: typer.echo(f"sshkit: {line}", err=True))
     cfg = plan.config
     for hb in cfg.disabled:
         typer.echo(

@@ -512,6 +512,17 @@ class SshConfig:
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.@+-]+$")
 
 
+# In session mode a session that ends mid-connection leaves a silent tunnel (the webserver
+# swallows the close, spec §14): ssh's keepalive ends it after INTERVAL * (COUNT_MAX + 1)
+# s of silence (OpenSSH gives up on the check after COUNT_MAX unanswered ones), here 40 s.
+# ConnectTimeout bounds the banner exchange; it stays above the relay's own worst case
+# (tunnel + waiting for a starting session + first-byte watchdog, 10 s each by default),
+# so that the relay's explanation, not ssh's "timed out", is what the user sees.
+CONNECT_TIMEOUT = 60
+SERVER_ALIVE_INTERVAL = 10
+SERVER_ALIVE_COUNT_MAX = 3
+
+
 def sshkit_host_block(
     *,
     alias: str,
@@ -522,8 +533,9 @@ def sshkit_host_block(
     host_key: str = "pin",
     known_hosts_file: str | None = None,
     host_key_alias: str | None = None,
-    server_alive_interval: int = 15,
-    server_alive_count_max: int = 3,
+    connect_timeout: int = CONNECT_TIMEOUT,
+    server_alive_interval: int = SERVER_ALIVE_INTERVAL,
+    server_alive_count_max: int = SERVER_ALIVE_COUNT_MAX,
     meta: Mapping[str, str] | None = None,
 ) -> HostBlock:
     """The block sshkit writes for ``alias`` (a concrete alias or a ``*SUFFIX`` pattern).
@@ -565,6 +577,7 @@ def sshkit_host_block(
     else:
         raise SshConfigError(f"unknown host-key policy {host_key!r} (pin or off)")
     options += [
+        ("ConnectTimeout", str(int(connect_timeout))),
         ("ServerAliveInterval", str(int(server_alive_interval))),
         ("ServerAliveCountMax", str(int(server_alive_count_max))),
     ]

@@ -145,6 +145,15 @@ def handshake_error(status: int, body: bytes | bytearray, target: TunnelTarget) 
             msg=msg,
         )
     if status == 404:
+        if title and "too many sessions" in title.lower():
+            # A name shared by several sessions (spec §14): only the id picks one.
+            return NotFoundError(
+                f"several sessions are named {session!r}",
+                status=status,
+                title=title,
+                msg=msg,
+                hint="name the session by its id (`backend.ai session list` shows the ids)",
+            )
         if title and "app" in title.lower():
             return NotFoundError(
                 f"session {session!r} has no {target.app!r} service",

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING
 
 from sshkit import localfs
 from sshkit.credentials import StoredLogin, check_profile_name, delete_login, write_login
-from sshkit.errors import KeyFormatError, LocalFileError, NetworkError
+from sshkit.errors import (
+    KeyFormatError,
+    LocalFileError,
+    NetworkError,
+    NotFoundError,
+    ServerError,
+)
 from sshkit.settings import Connection, Settings, normalize_endpoint
 
 if TYPE_CHECKING:
@@ -111,15 +117,19 @@ def login(
     *,
     username: str | None = None,
     password: str | None = None,
+    otp: str | None = None,
+    force: bool = False,
     environ: Mapping[str, str] | None = None,
     http: requests.Session | None = None,
     clock: Clock | None = None,
 ) -> LoginOutcome:
     """Log in with the resolved settings and store the login for the profile.
 
-    Session mode posts the user name and password and keeps the session id;
-    API mode checks the access and secret keys with a signed call. Nothing is
-    stored unless the server accepted the credentials. Raises AuthError,
+    Session mode posts the user name and password (plus `otp`, the one-time code
+    of a TOTP account, and `force`, which ends the oldest login when the account's
+    login cap is reached) and keeps the session id; API mode checks the access and
+    secret keys with a signed call. Nothing is stored unless the server accepted
+    the credentials. Raises OtpRequiredError, LoginLimitError, AuthError,
     NetworkError, ConfigError and the other API errors.
     """
     profile = check_profile_name(settings.profile.value or "default")
@@ -138,7 +148,7 @@ def login(
             domain=domain,
         )
         with _client(conn, http, clock) as client:
-            result = client.login(username, password)
+            result = client.login(username, password, otp=otp, force=force)
             server = client.server
         stored = StoredLogin(
             endpoint=conn.endpoint,
@@ -300,6 +310,28 @@ def _backup_path(path: Path) -> Path:
     return candidate
 
 
+# Kubernetes agents mount ~/.ssh from a ConfigMap and put the key there (spec §14).
+KUBERNETES_CONTAINER_KEY = ".ssh/id_container"
+
+
+def download_container_key(client: BackendClient, session: str) -> bytes:
+    """The session's private key: `id_container`, else (Kubernetes agents) `.ssh/id_container`.
+
+    From 26.1 a missing file is a bare 500, indistinguishable from other agent
+    failures, so a 500 also tries the second place. Raises the first attempt's
+    error when the second finds nothing either.
+    """
+    try:
+        return client.download_session_file(session, CONTAINER_KEY)
+    except (NotFoundError, ServerError) as first:
+        if first.status != 500:
+            raise  # 404: the session itself is missing or ambiguous
+        try:
+            return client.download_session_file(session, KUBERNETES_CONTAINER_KEY)
+        except (NotFoundError, ServerError):
+            raise first from None
+
+
 def fetch_container_key(
     conn: Connection,
     session: str,
@@ -325,7 +357,7 @@ def fetch_container_key(
     path = out if out is not None else default_key_path(conn.profile)
     localfs.check_key_target(path, force=force)
     with _client(conn, http, clock) as client:
-        data = client.download_session_file(session, CONTAINER_KEY)
+        data = download_container_key(client, session)
     fingerprint, key_type, bits = _describe_key(data)
     if path.is_dir():
         raise LocalFileError(f"{path} is a directory", hint="pass a file name with -o")

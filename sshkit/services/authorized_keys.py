@@ -35,6 +35,7 @@ from sshkit.errors import (
     PassphraseError,
     RejectedError,
     ServerError,
+    UnsafeDownloadError,
     UsageError,
 )
 from sshkit.formats import authorized_keys as ak
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 DEFAULT_FOLDER = ".ssh"
 FILE_NAME = "authorized_keys"
 SESSION_PATH = ".ssh/authorized_keys"
+KUBERNETES_KEY_PATH = ".ssh/id_container"
 DEFAULT_PUBLIC_KEYS = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
 MAX_ATTEMPTS = 6
 MAX_FILE_BYTES = 1024 * 1024  # an authorized_keys this big is not one sshkit should rewrite
@@ -164,7 +166,21 @@ class SessionFile:
             return None
 
     def write(self, data: bytes) -> None:
+        if self._on_configmap():
+            raise RejectedError(
+                f"session {self.session!r} runs on a Kubernetes agent, where ~/.ssh is a "
+                "ConfigMap mount: its authorized_keys cannot be changed from here",
+                hint="push to the keypair instead (new sessions get it), or to a folder",
+            )
         self.client.upload_session_file(self.session, SESSION_PATH, data)
+
+    def _on_configmap(self) -> bool:
+        """Kubernetes agents put the key at ~/.ssh/id_container, in the mount (spec §14)."""
+        try:
+            self.client.download_session_file(self.session, KUBERNETES_KEY_PATH)
+        except (NotFoundError, ServerError, UnsafeDownloadError):
+            return False
+        return True
 
 
 # --- results ---------------------------------------------------------------------------------

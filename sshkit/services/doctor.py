@@ -308,16 +308,24 @@ def _check_effective(ctx: _Ctx) -> Check:
 
 def _check_session(ctx: _Ctx) -> Check:
     assert ctx.session is not None
+    from sshkit.services.session_state import not_running_error, session_state
+
     try:
-        info = ctx.client.get_session(ctx.session)
-    except NotFoundError:
+        # Not get_session alone: 26.1.0-26.3.3 answer it with 500 for running sessions.
+        state = session_state(ctx.client, ctx.session)
+    except NotFoundError as exc:
+        if exc.error_type and exc.error_type.endswith("too-many-sessions-matched"):
+            raise _Fail(exc.message, exc.hint or "name the session by its id") from None
         raise _Fail(
             f"session {ctx.session} does not exist (terminated?)",
             f"start a session and run: sshkit setup-vscode NEW-SESSION "
             f"(or connect to any session as NAME{ctx.meta.get('suffix', '.bai')}); "
             f"sshkit hosts prune removes stale blocks",
         ) from None
-    status = info.get("status") if isinstance(info, dict) else None
+    status = state.status
+    if status is not None and not state.running:
+        error = not_running_error(ctx.session, status)
+        raise _Fail(error.message, error.hint or "start the session again")
     apps = {str(a.get("name")) for a in ctx.client.session_apps(ctx.session)}
     if "sshd" not in apps:
         raise _Fail(

@@ -109,11 +109,15 @@ def remove_hosts(aliases: list[str], config: Path | None = None) -> ConfigPlan:
 def session_exists(conn: Connection, session: str) -> bool:
     """True when the server knows ``session``; False on NotFoundError (others propagate)."""
     from sshkit.api.client import BackendClient
+    from sshkit.services.session_state import session_state
 
     try:
-        BackendClient.from_connection(conn).get_session(session)
-    except NotFoundError:
-        return False
+        # session_state, not get_session: 26.1.0-26.3.3 answer 500 for running sessions.
+        with BackendClient.from_connection(conn) as client:
+            session_state(client, session)
+    except NotFoundError as exc:
+        # A name shared by several sessions is not a stale one.
+        return bool(exc.error_type and exc.error_type.endswith("too-many-sessions-matched"))
     return True
 
 

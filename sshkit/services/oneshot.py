@@ -12,7 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ from sshkit.services.vscode import (
     current_platform,
     managed_known_hosts,
     relay_argv,
+    session_pin,
     sshkit_launcher,
 )
 
@@ -43,6 +44,9 @@ class OneShotOptions:
     identity: Path | None = None
     host_key: str = "pin"
     profile: str | None = None
+    # Seconds to wait for a session that is still starting; `notify` hears it once.
+    wait: float = 120.0
+    notify: Callable[[str], None] | None = None
 
 
 def scp_sessions(args: Sequence[str]) -> list[str]:
@@ -106,6 +110,8 @@ def temporary_config(
     """Yield the path of a private temporary ssh config for ``sessions``; delete it after."""
     if not sessions:
         raise UsageError("no session named", hint="use SESSION:path in scp arguments")
+    for session in sessions:
+        session_pin(conn, session, wait=opts.wait, notify=opts.notify)
     identity = _identity(conn, sessions[0], opts)
     data = render_config(conn, sessions, opts, identity)
     localfs.ensure_private_dir(managed_known_hosts().parent)

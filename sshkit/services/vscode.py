@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -136,6 +137,8 @@ class SetupOptions:
     wildcard: bool = True
     # ControlPersist time when the blocks share connections (--multiplex), else None.
     multiplex: str | None = None
+    # Seconds to wait for a session that is still starting (0: do not wait).
+    wait: float = 0.0
 
 
 @dataclass
@@ -145,6 +148,7 @@ class SetupPlan:
     identity: Path
     fetch_key: bool
     session_id: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -244,10 +248,41 @@ def _session_id(conn: Connection, session: str) -> str | None:
 
     Raises NotFoundError for a missing session, AuthError/NetworkError as the client does.
     """
-    from sshkit.api.client import BackendClient
+    return session_pin(conn, session)[0]
 
-    client = BackendClient.from_connection(conn)
-    info = client.get_session(session)
+
+# 26.1.0-26.3.3 cannot describe a running session (spec §14): no id to pin by.
+NO_ID_NOTE = (
+    "the server does not say the id of session {session!r} (a known bug of Backend.AI "
+    "26.1.0-26.3.3): its host key is pinned by name, so after the session restarts ssh "
+    "reports a changed host key; run setup-vscode again then"
+)
+
+
+def session_pin(
+    conn: Connection,
+    session: str,
+    *,
+    wait: float = 0.0,
+    notify: Callable[[str], None] | None = None,
+) -> tuple[str | None, str | None]:
+    """(The session's id when the server tells it, a note when it cannot be had).
+
+    Waits up to `wait` s for a session that is still starting (`notify` gets one line).
+    Raises NotFoundError for a missing session, NotRunningError for one that is not
+    running, AuthError/NetworkError as the client does.
+    """
+    from sshkit.api.client import BackendClient
+    from sshkit.services.session_state import wait_until_running
+
+    with BackendClient.from_connection(conn) as client:
+        state = wait_until_running(client, session, wait, notify=notify or (lambda line: None))
+    if state.info is None:
+        return None, NO_ID_NOTE.format(session=session)
+    return _id_of(state.info), None
+
+
+def _id_of(info: Mapping[str, object]) -> str | None:
     if isinstance(info, dict):
         # Any id that changes when the container is (re)started: that is when its host key
         # changes, so the HostKeyAlias (and the pinned key) changes with it.
@@ -258,13 +293,21 @@ def _session_id(conn: Connection, session: str) -> str | None:
     return None
 
 
-def plan_setup(opts: SetupOptions, conn: Connection | None) -> SetupPlan:
+def plan_setup(
+    opts: SetupOptions, conn: Connection | None, notify: Callable[[str], None] | None = None
+) -> SetupPlan:
     """Plan the set-up (no writes). ``conn`` None skips the server checks (tests, offline).
 
-    Raises NotLoggedInError/NotFoundError from the server checks, SshConfigError for a config
-    sshkit refuses to edit, UsageError for bad options.
+    A session that is still starting is waited for, up to ``opts.wait`` s (``notify`` gets
+    one line saying so). Raises NotLoggedInError/NotFoundError (NotRunningError) from the
+    server checks, SshConfigError for a config sshkit refuses to edit, UsageError for bad
+    options.
     """
-    session_id = _session_id(conn, opts.session) if conn is not None else None
+    session_id, note = (
+        session_pin(conn, opts.session, wait=opts.wait, notify=notify)
+        if conn is not None
+        else (None, None)
+    )
     if opts.identity is not None:
         identity = Path(os.path.abspath(os.path.expanduser(str(opts.identity))))
         fetch = False
@@ -276,7 +319,7 @@ def plan_setup(opts: SetupOptions, conn: Connection | None) -> SetupPlan:
     blocks = build_blocks(opts, identity, session_id=session_id)
     path = opts.ssh_config or default_ssh_dir() / "config"
     config = plan_upsert(path, blocks, disable_aliases=[opts.alias])
-    return SetupPlan(opts, config, identity, fetch, session_id)
+    return SetupPlan(opts, config, identity, fetch, session_id, [note] if note else [])
 
 
 def vscode_settings_path() -> Path:
@@ -332,6 +375,7 @@ def apply_setup(plan: SetupPlan, conn: Connection | None) -> SetupResult:
     LocalFileError and SshConfigError. The config is written only after the key is in place.
     """
     result = SetupResult(plan)
+    result.notes.extend(plan.notes)
     opts = plan.options
     ssh_dir = default_ssh_dir()
     localfs.ensure_private_dir(ssh_dir)

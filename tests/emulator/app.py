@@ -34,10 +34,11 @@ from tests.emulator import hooks, keypair, root, session_files, sessions, storag
 from tests.emulator.auth import signed, web_session_auth, webserver_routes
 from tests.emulator.faults import FaultTable
 from tests.emulator.keys import ensure_host_key, load_or_create_keypair
-from tests.emulator.problems import ProblemError, problem_response
+from tests.emulator.problems import PROBLEM_JSON, ProblemError, problem_response
 from tests.emulator.routes import ApiRoute, Handler
 from tests.emulator.sshd import SshdStartError, home_namespace_available
 from tests.emulator.state import STATE, Credentials, EmulatorState, Options
+from tests.emulator.totp import new_secret
 from tests.emulator.versions import PROFILES, VersionProfile
 from tests.emulator.vfolders import FolderStore
 
@@ -68,7 +69,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0,
         help="manager port; the webserver uses PORT+1 and storage PORT+2 (0: free ports)",
     )
-    p.add_argument("--server-version", choices=sorted(PROFILES), default="26.3")
+    p.add_argument("--server-version", choices=sorted(PROFILES), default="26.8")
     p.add_argument("--sshd", choices=("openssh", "dropbear"), default="openssh")
     p.add_argument(
         "--allow-dot-ssh-folder",
@@ -96,13 +97,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "0, the default here, never blocks so shared test emulators cannot lock each other out)",
     )
     p.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="sessions run on Kubernetes agents: ~/.ssh is a ConfigMap mount and the key is "
+        "/home/work/.ssh/id_container",
+    )
+    p.add_argument(
+        "--totp",
+        action="store_true",
+        help="every login needs a TOTP code (the ready file gets `totp_secret`)",
+    )
+    p.add_argument(
+        "--max-concurrent-logins",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the user's max_concurrent_logins (26.8 only): login N+1 answers 409 unless forced",
+    )
+    p.add_argument(
         "--session",
         action="append",
         default=None,
         metavar="NAME",
         help=f"session(s) to start with (default: {DEFAULT_SESSION})",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.max_concurrent_logins and not PROFILES[args.server_version].login_cap_supported:
+        p.error("--max-concurrent-logins needs --server-version 26.8 (the cap exists from 26.4.0)")
+    if args.max_concurrent_logins < 0:
+        p.error("--max-concurrent-logins must be >= 0")
+    return args
 
 
 # --- middlewares ---
@@ -112,37 +136,104 @@ def _middlewares(listener: str) -> list[Any]:
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         state = request.config_dict[STATE]
+        stripped = request.path[5:] if request.path.startswith("/func/") else request.path
         if not request.path.startswith("/_emulator/"):
             state.log_request(listener, request)
-            stripped = request.path[5:] if request.path.startswith("/func/") else request.path
             if state.faults.take("http_500", path=request.path) or (
                 stripped != request.path and state.faults.take("http_500", path=stripped)
             ):
                 return problem_response(
                     500, "internal-server-error", "Something has gone wrong.", msg="injected fault"
                 )
+            if listener != "storage" and not request.path.startswith("/server/"):
+                limited = _rate_limited(state, request.path, stripped)
+                if limited is not None:
+                    if state.profile.error_code:
+                        _add_error_code(limited, stripped)
+                    return limited
         try:
-            return await handler(request)
+            resp = await handler(request)
         except ProblemError as exc:
-            return exc.response()
+            resp = exc.response()
         except web.HTTPMethodNotAllowed as exc:
             allow = ",".join(sorted(exc.allowed_methods))
-            return problem_response(
+            resp = problem_response(
                 405, "method-not-allowed", "HTTP Method Not Allowed.", headers={"Allow": allow}
             )
         except web.HTTPNotFound:
-            return problem_response(404, "url-not-found", "Unknown URL path.", data=request.path)
-        except web.HTTPException:
-            raise
-        except (asyncio.CancelledError, ConnectionResetError):
-            raise
-        except Exception:
-            log.error(
-                "unhandled error on %s %s\n%s", request.method, request.path, traceback.format_exc()
-            )
-            return problem_response(500, "internal-server-error", "Something has gone wrong.")
+            resp = problem_response(404, "url-not-found", "Unknown URL path.", data=request.path)
+        else:
+            return resp
+        if state.profile.error_code:
+            _add_error_code(resp, stripped)
+        return resp
 
-    return [errors]
+    return [errors, _unexpected]
+
+
+@web.middleware
+async def _unexpected(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Exceptions no handler expected: logged, then 500 like the real server."""
+    try:
+        return await handler(request)
+    except ProblemError:
+        raise
+    except web.HTTPException:
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.error(
+            "unhandled error on %s %s\n%s", request.method, request.path, traceback.format_exc()
+        )
+        return problem_response(500, "internal-server-error", "Something has gone wrong.")
+
+
+RATE_LIMIT_WINDOW = 900
+
+
+def _rate_limited(state: EmulatorState, path: str, stripped: str) -> web.Response | None:
+    """The `rate_limit` fault: the manager's 429 for a keypair over its rate (spec §14)."""
+    if not (
+        state.faults.take("rate_limit", path=path)
+        or (stripped != path and state.faults.take("rate_limit", path=stripped))
+    ):
+        return None
+    return problem_response(
+        429,
+        "rate-limit-exceeded",
+        "Rate limit exceeded.",
+        headers={
+            "X-RateLimit-Limit": "1000",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Window": str(RATE_LIMIT_WINDOW),
+        },
+    )
+
+
+_ERROR_DOMAINS = (
+    ("/session", "session"),
+    ("/stream", "session"),
+    ("/folders", "vfolder"),
+    ("/auth", "user"),
+    ("/server", "user"),
+)
+
+
+def _add_error_code(resp: web.StreamResponse, path: str) -> None:
+    """Errors carry `error_code` (DOMAIN_OPERATION_DETAIL) from 25.8 (spec §14)."""
+    if not isinstance(resp, web.Response) or resp.content_type != PROBLEM_JSON:
+        return
+    try:
+        body = json.loads(resp.body or b"{}")  # type: ignore[arg-type]
+    except ValueError:
+        return
+    if not isinstance(body, dict) or "error_code" in body:
+        return
+    domain = next((d for prefix, d in _ERROR_DOMAINS if path.startswith(prefix)), "api")
+    detail = str(body.get("type", "")).rsplit("/", 1)[-1] or "internal-error"
+    body["error_code"] = f"{domain}_generic_{detail}"
+    resp.body = json.dumps(body).encode()
 
 
 def _add_api_routes(app: web.Application, profile: VersionProfile, *, webserver: bool) -> None:
@@ -234,6 +325,8 @@ def build_state(args: argparse.Namespace, state_dir: Path) -> EmulatorState:
             allow_dot_ssh_folder=args.allow_dot_ssh_folder,
             state_dir=state_dir,
             login_block_after=args.login_block_after,
+            kubernetes=args.kubernetes,
+            max_concurrent_logins=args.max_concurrent_logins,
         ),
         profile=PROFILES[args.server_version],
         creds=Credentials.load_or_create(keys_dir / "credentials.json"),
@@ -244,6 +337,8 @@ def build_state(args: argparse.Namespace, state_dir: Path) -> EmulatorState:
         raise SystemExit(
             "--sshd dropbear needs root and mount namespaces (dropbear has no AuthorizedKeysFile)"
         )
+    if args.totp:
+        state.totp_secret = new_secret()
     state.sessions = sessions.SessionManager(state, namespace=namespace)
     state.folders = FolderStore(state=state, root=state_dir / "vfolders")
     state.faults = FaultTable()
@@ -291,6 +386,8 @@ async def run(args: argparse.Namespace) -> int:
             "manager_version": state.profile.manager_version,
             "api_version": state.profile.api_version,
             "sshd_impl": state.options.sshd,
+            "kubernetes": state.options.kubernetes,
+            **({"totp_secret": state.totp_secret} if state.totp_secret else {}),
             "session_home_isolated": state.sessions.namespace,
             "state_dir": str(state_dir),
             "pid": os.getpid(),

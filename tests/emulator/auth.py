@@ -19,6 +19,7 @@ from email.utils import parsedate_to_datetime
 from aiohttp import web
 
 from tests.emulator.problems import (
+    PROBS,
     ProblemError,
     auth_failed,
     bad_gateway,
@@ -27,7 +28,8 @@ from tests.emulator.problems import (
     web_unauthorized,
 )
 from tests.emulator.routes import Handler, api_params, json_response
-from tests.emulator.state import EmulatorState, WebSession, get_state
+from tests.emulator.state import VIA_WEBSERVER, EmulatorState, WebSession, get_state
+from tests.emulator.totp import totp_matches
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 DATE_WINDOW = timedelta(minutes=15)
@@ -232,6 +234,7 @@ def web_session_auth(handler: Handler, *, public: bool, websocket: bool) -> Hand
             if session is None:
                 raise web_unauthorized()
             request["access_key"] = session.access_key
+        request[VIA_WEBSERVER] = True
         try:
             check_api_version(state, request)
             return await handler(request)
@@ -268,16 +271,46 @@ async def login(request: web.Request) -> web.StreamResponse:
         and hmac.compare_digest(str(password), creds.password)
     ):
         state.failed_logins[str(username)] = [*recent, now]
-        return json_response(
-            {
-                "authenticated": False,
-                "data": {
-                    "type": "https://api.backend.ai/probs/auth-failed",
-                    "title": "Credential/signature mismatch.",
-                    "details": "User credential mismatch.",
-                },
-            }
+        return _login_refused(state, "User credential mismatch.")
+    if state.totp_secret is not None:
+        otp = params.get("otp")
+        if not otp:
+            # The TOTP plugin's hook: not an error status, a typed refusal (spec §14).
+            return json_response(
+                {
+                    "authenticated": False,
+                    "data": {
+                        "type": PROBS + "require-totp-authentication",
+                        "title": "TOTP authentication required.",
+                        "details": "You must provide the OTP code.",
+                    },
+                }
+            )
+        if not totp_matches(state.totp_secret, str(otp), now):
+            state.failed_logins[str(username)] = [*recent, now]
+            return _login_refused(state, "Invalid TOTP code.")
+    cap = state.options.max_concurrent_logins
+    if cap:
+        mine = sorted(
+            (s for s in state.web_sessions.values() if s.access_key == creds.access_key),
+            key=lambda s: s.created,
         )
+        if len(mine) >= cap:
+            if params.get("force") is not True:
+                return json_response(
+                    {
+                        "authenticated": False,
+                        "data": {
+                            "type": PROBS + "login-session-limit-exceeded",
+                            "title": "Too many concurrent login sessions.",
+                            "details": f"The user may keep at most {cap} login sessions. "
+                            "Log in with force to end the oldest one.",
+                        },
+                    },
+                    status=409,
+                )
+            for old in mine[: len(mine) - cap + 1]:
+                state.web_sessions.pop(old.key, None)
     state.failed_logins.pop(str(username), None)
     key = secrets.token_hex(16)
     state.web_sessions[key] = WebSession(key=key, access_key=creds.access_key, created=now)
@@ -295,12 +328,27 @@ async def login(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+def _login_refused(state: EmulatorState, details: str) -> web.Response:
+    """A failed login: 200 up to 26.3.x, the manager's 401 from 26.4.0 (spec §14)."""
+    return json_response(
+        {
+            "authenticated": False,
+            "data": {
+                "type": PROBS + "auth-failed",
+                "title": "Credential/signature mismatch.",
+                "details": details,
+            },
+        },
+        status=401 if state.profile.login_failure_401 else 200,
+    )
+
+
 async def logout(request: web.Request) -> web.StreamResponse:
     state = get_state(request)
     session = _web_session(state, request)
     if session is not None:
         state.web_sessions.pop(session.key, None)
-    resp = web.Response(status=201)
+    resp = web.Response(status=200 if state.profile.logout_200 else 201)
     resp.del_cookie(COOKIE_NAME, path="/")
     return resp
 

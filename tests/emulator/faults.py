@@ -1,4 +1,5 @@
-"""Injected faults (test hooks): dropped tunnels, refused sshd, stalled handshakes, HTTP 500s."""
+"""Injected faults (test hooks): dropped tunnels, refused sshd, stalled handshakes, HTTP 500s,
+rate limiting (429)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,14 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Literal
 
-FaultKind = Literal["drop_tcpproxy", "refuse_sshd", "stall_handshake", "http_500"]
-FAULT_KINDS: tuple[str, ...] = ("drop_tcpproxy", "refuse_sshd", "stall_handshake", "http_500")
+FaultKind = Literal["drop_tcpproxy", "refuse_sshd", "stall_handshake", "http_500", "rate_limit"]
+FAULT_KINDS: tuple[str, ...] = (
+    "drop_tcpproxy",
+    "refuse_sshd",
+    "stall_handshake",
+    "http_500",
+    "rate_limit",
+)
 
 
 @dataclass

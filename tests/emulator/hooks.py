@@ -1,8 +1,9 @@
 """Test hooks under /_emulator/ on the manager listener (not part of the real API; no auth).
 
-- POST   /_emulator/sessions {"name": N, "apps"?: ["echo"]} -> {"name", "id", "sshd"}
-- GET    /_emulator/sessions -> [{"name", "id", "sshd", "home"}]
-- DELETE /_emulator/sessions/{name} -> {"name", "terminated": true}
+- POST   /_emulator/sessions {"name": N, "apps"?: ["echo"], "status"?: "PREPARING",
+         "ready_after"?: S} -> {"name", "id", "sshd", "status"} (names may repeat)
+- GET    /_emulator/sessions -> [{"name", "id", "sshd", "home", "status"}]
+- DELETE /_emulator/sessions/{name or id} -> {"name", "terminated": true}
 - POST   /_emulator/vfolders/{name}/files {"path", "content_b64", "mode"?}
          -> {"folder", "id", "path", "size"}
 - POST   /_emulator/faults {"kind", "session"?, "after_bytes"?, "path_prefix"?, "count"?,
@@ -42,22 +43,40 @@ async def create_session(request: web.Request) -> web.StreamResponse:
     body = await _body(request)
     name = body.get("name")
     apps = body.get("apps") or []
-    if not isinstance(name, str) or not isinstance(apps, list):
-        raise invalid_params("name (str) is required; apps must be a list")
+    status = body.get("status", "RUNNING")
+    ready_after = body.get("ready_after")
+    if not isinstance(name, str) or not isinstance(apps, list) or not isinstance(status, str):
+        raise invalid_params("name (str) is required; apps must be a list; status a string")
+    if ready_after is not None and not isinstance(ready_after, (int, float)):
+        raise invalid_params("ready_after must be a number of seconds")
     try:
-        sess = await state.sessions.create(name, extra_apps=[str(a) for a in apps])
+        sess = await state.sessions.create(
+            name,
+            extra_apps=[str(a) for a in apps],
+            status=status,
+            ready_after=float(ready_after) if ready_after is not None else None,
+        )
     except ValueError as exc:
         raise invalid_params(str(exc)) from exc
     except SshdStartError as exc:
         raise ProblemError(500, "internal-server-error", "sshd failed", msg=str(exc)) from exc
-    return web.json_response({"name": sess.name, "id": sess.id, "sshd": sess.sshd_addr}, status=201)
+    return web.json_response(
+        {"name": sess.name, "id": sess.id, "sshd": sess.sshd_addr, "status": sess.status},
+        status=201,
+    )
 
 
 async def list_sessions(request: web.Request) -> web.StreamResponse:
     state = get_state(request)
     return web.json_response(
         [
-            {"name": s.name, "id": s.id, "sshd": s.sshd_addr, "home": str(s.home)}
+            {
+                "name": s.name,
+                "id": s.id,
+                "sshd": s.sshd_addr,
+                "home": str(s.home),
+                "status": s.status,
+            }
             for s in state.sessions.sessions.values()
         ]
     )

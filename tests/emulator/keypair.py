@@ -6,7 +6,12 @@ running sessions keep theirs, as on a real cluster.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 from aiohttp import web
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 
 from tests.emulator.keys import SshKeypair, generate_ssh_keypair
 from tests.emulator.problems import invalid_params
@@ -44,6 +49,8 @@ async def upload_ssh_keypair(request: web.Request) -> web.StreamResponse:
         raise invalid_params("Input validation error", data={"pubkey": "is required"})
     if not isinstance(privkey, str) or not privkey.strip():
         raise invalid_params("Input validation error", data={"privkey": "is required"})
+    if state.profile.validate_ssh_keypair:
+        _validate_pair(pubkey, privkey, openssh_ok=state.profile.openssh_private_key_ok)
     state.ssh_keypair = SshKeypair(
         private_pem=_with_newline(privkey), public_line=_with_newline(pubkey)
     )
@@ -53,6 +60,30 @@ async def upload_ssh_keypair(request: web.Request) -> web.StreamResponse:
             "ssh_private_key": state.ssh_keypair.private_pem,
         }
     )
+
+
+def _validate_pair(pubkey: str, privkey: str, *, openssh_ok: bool) -> None:
+    """The manager's keypair check (25.6.0+): a PEM private key (OpenSSH format from
+    26.4.4) whose public half is `pubkey`. Raises 400 otherwise (spec §14)."""
+    data = privkey.strip().encode() + b"\n"
+    key: Any = None
+    with contextlib.suppress(ValueError, TypeError, UnsupportedAlgorithm):
+        key = serialization.load_pem_private_key(data, password=None)
+    if key is None and openssh_ok:
+        with contextlib.suppress(ValueError, TypeError, UnsupportedAlgorithm):
+            key = serialization.load_ssh_private_key(data, password=None)
+    if key is None:
+        raise invalid_params(
+            "Invalid SSH keypair: the private key is not a valid unencrypted "
+            + ("PEM or OpenSSH" if openssh_ok else "PEM")
+            + " private key"
+        )
+    derived = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    given = pubkey.split()
+    if len(given) < 2 or derived.decode().split()[:2] != given[:2]:
+        raise invalid_params("Invalid SSH keypair: the public key does not match the private key")
 
 
 async def auth_test(request: web.Request) -> web.StreamResponse:

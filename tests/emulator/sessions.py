@@ -26,7 +26,7 @@ from tests.emulator.keys import generate_ssh_keypair, write_private
 from tests.emulator.problems import PROBS, ProblemError, invalid_params, not_found
 from tests.emulator.routes import ApiRoute, api_params, json_response
 from tests.emulator.sshd import SshdProcess, start_sshd
-from tests.emulator.state import EmulatorState, get_state
+from tests.emulator.state import VIA_WEBSERVER, EmulatorState, get_state
 from tests.emulator.versions import VersionProfile
 
 CONTAINER_HOME = "/home/work"
@@ -48,23 +48,34 @@ EXTRA_APPS: dict[str, dict[str, Any]] = {
 }
 
 
+# Statuses of a session that exists but has no container yet (spec §14).
+STARTING_STATUSES = ("PENDING", "PREPARING", "PULLING")
+
+
 @dataclass
 class Session:
-    """One running compute session."""
+    """One compute session: running (with its sshd) or still starting (no container yet)."""
 
     name: str
     id: str
     home: Path
     dir: Path
-    sshd: SshdProcess
+    sshd: SshdProcess | None
     created: datetime
     apps: list[dict[str, Any]]
     status: str = "RUNNING"
     bridges: set[web.WebSocketResponse] = field(default_factory=set)
+    # Set on termination; session-mode bridges end their upstream side on it.
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    starter: asyncio.Task[None] | None = None
 
     @property
-    def sshd_addr(self) -> str:
-        return f"127.0.0.1:{self.sshd.port}"
+    def running(self) -> bool:
+        return self.status == "RUNNING" and self.sshd is not None
+
+    @property
+    def sshd_addr(self) -> str | None:
+        return f"127.0.0.1:{self.sshd.port}" if self.sshd is not None else None
 
 
 class SessionManager:
@@ -73,20 +84,36 @@ class SessionManager:
     def __init__(self, state: EmulatorState, *, namespace: bool) -> None:
         self.state = state
         self.namespace = namespace
+        # Keyed by session id: names need not be unique (spec §14, too-many-sessions-matched).
         self.sessions: dict[str, Session] = {}
         self.root = state.options.state_dir / "sessions"
         self._echo_server: asyncio.Server | None = None
+        # Session-mode client websockets whose upstream ended (see _end_tunnel).
+        self.held_open: set[web.WebSocketResponse] = set()
         self._lock = asyncio.Lock()
 
     def find(self, ref: str) -> Session:
-        """An active session by exact id, else exact name. Raises 404 "No such session."."""
-        for sess in self.sessions.values():
-            if sess.id == ref:
-                return sess
-        sess_by_name = self.sessions.get(ref)
-        if sess_by_name is None:
+        """An active session by exact id, else exact name.
+
+        Raises 404 "No such session.", or 404 too-many-sessions-matched when the name
+        is shared by several sessions (the manager's lookup, spec §14).
+        """
+        by_id = self.sessions.get(ref)
+        if by_id is not None:
+            return by_id
+        matches = [s for s in self.sessions.values() if s.name == ref]
+        if not matches:
             raise not_found("No such session.", msg=f"Session (id={ref}) does not exist.")
-        return sess_by_name
+        if len(matches) > 1:
+            raise ProblemError(
+                404,
+                "too-many-sessions-matched",
+                "Too many sessions matched.",
+                data={
+                    "matches": [{"id": s.id, "name": s.name, "status": s.status} for s in matches]
+                },
+            )
+        return matches[0]
 
     def _prepare_home(self, home: Path) -> None:
         """Write the container home as the agent does (spec §7.8)."""
@@ -104,19 +131,43 @@ class SessionManager:
                 write_private(auth, fresh.public_line.encode())
                 write_private(home / "id_container", fresh.private_pem.encode())
             return
+        if self.state.options.kubernetes:
+            # Kubernetes agents mount /home/work/.ssh from a ConfigMap holding the key
+            # files, and the key is .ssh/id_container (spec §14). A mount: writes from
+            # the agent's side (session uploads) never reach it.
+            configmap = home.parent / "ssh-configmap"
+            configmap.mkdir(mode=0o700)
+            write_private(configmap / "authorized_keys", pair.public_line.encode())
+            write_private(configmap / "id_container", pair.private_pem.encode())
+            (home / ".ssh").symlink_to(configmap, target_is_directory=True)
+            return
         ssh_dir = home / ".ssh"
         ssh_dir.mkdir(mode=0o700)
         write_private(ssh_dir / "authorized_keys", pair.public_line.encode())
         write_private(ssh_dir / "id_rsa", pair.private_pem.encode())
         write_private(home / "id_container", pair.private_pem.encode())
 
-    async def create(self, name: str, *, extra_apps: list[str] | None = None) -> Session:
-        """Start a session: home dir, key files, sshd. Raises ValueError for a bad request."""
+    async def create(
+        self,
+        name: str,
+        *,
+        extra_apps: list[str] | None = None,
+        status: str = "RUNNING",
+        ready_after: float | None = None,
+    ) -> Session:
+        """Create a session: home dir, key files, sshd.
+
+        A `status` of PENDING/PREPARING/PULLING creates it without a container; it
+        becomes RUNNING after `ready_after` seconds (never when None). Raises
+        ValueError for a bad request.
+        """
         async with self._lock:
             if not name or "/" in name or name in (".", ".."):
                 raise ValueError("invalid session name")
-            if name in self.sessions:
-                raise ValueError(f"session {name} already exists")
+            if status != "RUNNING" and status not in STARTING_STATUSES:
+                raise ValueError(f"status must be RUNNING or one of {', '.join(STARTING_STATUSES)}")
+            if ready_after is not None and (status == "RUNNING" or ready_after < 0):
+                raise ValueError("ready_after needs a starting status and must be >= 0")
             apps = [dict(a) for a in _BASE_APPS]
             for extra in extra_apps or []:
                 if extra not in EXTRA_APPS:
@@ -128,44 +179,68 @@ class SessionManager:
             sess_dir = self.root / f"{name}-{sess_id[:8]}"
             sess_dir.mkdir(parents=True)
             home = sess_dir / "home"
-            self._prepare_home(home)
-            sshd = await start_sshd(
-                kind=self.state.options.sshd,
-                session_dir=sess_dir,
-                home=home,
-                keys_dir=self.state.options.state_dir / "keys",
-                user=self.state.ssh_user,
-                namespace=self.namespace,
-            )
             sess = Session(
                 name=name,
                 id=sess_id,
                 home=home,
                 dir=sess_dir,
-                sshd=sshd,
+                sshd=None,
                 created=datetime.now(UTC),
                 apps=apps,
+                status=status,
             )
-            self.sessions[name] = sess
+            if status == "RUNNING":
+                await self._start_container(sess)
+            elif ready_after is not None:
+                sess.starter = asyncio.ensure_future(self._start_later(sess, ready_after))
+            self.sessions[sess_id] = sess
             return sess
+
+    async def _start_container(self, sess: Session) -> None:
+        """What the agent does when the kernel starts: the home, its keys, sshd."""
+        self._prepare_home(sess.home)
+        sess.sshd = await start_sshd(
+            kind=self.state.options.sshd,
+            session_dir=sess.dir,
+            home=sess.home,
+            keys_dir=self.state.options.state_dir / "keys",
+            user=self.state.ssh_user,
+            namespace=self.namespace,
+        )
+        sess.status = "RUNNING"
+
+    async def _start_later(self, sess: Session, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if sess.id in self.sessions and sess.status in STARTING_STATUSES:
+            try:
+                await self._start_container(sess)
+            except Exception:
+                sess.status = "ERROR"
 
     async def terminate(self, ref: str) -> Session:
         """Stop a session's sshd and tunnels; it disappears from the API. Raises 404."""
         sess = self.find(ref)
-        self.sessions.pop(sess.name, None)
+        self.sessions.pop(sess.id, None)
         sess.status = "TERMINATED"
+        sess.ended.set()
+        if sess.starter is not None:
+            sess.starter.cancel()
         for ws in list(sess.bridges):
             with contextlib.suppress(Exception):
                 await ws.close(code=WSCloseCode.GOING_AWAY)
-        await asyncio.to_thread(sess.sshd.stop)
+        if sess.sshd is not None:
+            await asyncio.to_thread(sess.sshd.stop)
         with contextlib.suppress(OSError):
             shutil.rmtree(sess.dir)
         return sess
 
     async def stop_all(self) -> None:
-        for name in list(self.sessions):
+        for sess_id in list(self.sessions):
             with contextlib.suppress(Exception):
-                await self.terminate(name)
+                await self.terminate(sess_id)
+        for ws in list(self.held_open):
+            with contextlib.suppress(Exception):
+                await ws.close(code=WSCloseCode.GOING_AWAY)
         if self._echo_server is not None:
             self._echo_server.close()
 
@@ -190,7 +265,14 @@ class SessionManager:
 # --- handlers ---
 
 
-def _session_info(sess: Session) -> dict[str, Any]:
+def _container_id(sess: Session, profile: VersionProfile) -> str | None:
+    if sess.running:
+        return sess.id.replace("-", "") * 2
+    # No container yet: 23.09 serialises the missing id with str() (spec §14).
+    return "None" if profile.name == "23.09" else None
+
+
+def _session_info(sess: Session, profile: VersionProfile) -> dict[str, Any]:
     state_slots = json.dumps({"cpu": "1", "mem": "1073741824"})
     return {
         "domainName": "default",
@@ -201,7 +283,7 @@ def _session_info(sess: Session) -> dict[str, Any]:
         "architecture": "x86_64",
         "registry": "cr.backend.ai",
         "tag": None,
-        "containerId": sess.id.replace("-", "") * 2,
+        "containerId": _container_id(sess, profile),
         "occupiedSlots": state_slots,
         "occupyingSlots": state_slots,
         "requestedSlots": state_slots,
@@ -221,13 +303,28 @@ def _session_info(sess: Session) -> dict[str, Any]:
 
 
 async def get_info(request: web.Request) -> web.StreamResponse:
-    sess = get_state(request).sessions.find(request.match_info["name"])
-    return json_response(_session_info(sess))
+    state = get_state(request)
+    sess = state.sessions.find(request.match_info["name"])
+    if state.profile.session_info_500 and sess.running:
+        # 26.1.0-26.3.3 parse the 64-hex container id as a UUID and fail (spec §14).
+        raise ProblemError(500, "internal-server-error", "Something has gone wrong.")
+    return json_response(_session_info(sess, state.profile))
 
 
 async def get_apps(request: web.Request) -> web.StreamResponse:
     sess = get_state(request).sessions.find(request.match_info["name"])
-    return json_response(sess.apps)
+    return json_response(sess.apps if sess.running else [])
+
+
+def _require_running(sess: Session) -> None:
+    """Kernel RPCs (download, tcpproxy) fail for a session with no container yet."""
+    if not sess.running:
+        raise ProblemError(
+            500,
+            "internal-server-error",
+            "Something has gone wrong.",
+            msg=f"The session is not running (status {sess.status}).",
+        )
 
 
 def _agent_error(exception: str) -> ProblemError:
@@ -283,13 +380,47 @@ def _multipart(parts: list[bytes]) -> tuple[bytes, str]:
 
 
 async def _download_params(request: web.Request, profile: VersionProfile) -> dict[str, Any]:
+    if profile.download_style == "post-json-body":
+        # 26.3.0-26.4.6: a `BodyParam`; the query is never read (spec §14).
+        raw = await request.read() if request.can_read_body else b""
+        if not raw.strip():
+            raise ProblemError(
+                400, "generic-bad-request", "Bad request.", msg="Request body is empty"
+            )
+        try:
+            parsed = json.loads(raw)
+        except ValueError as exc:
+            raise ProblemError(
+                400, "generic-bad-request", "Bad request.", msg="Malformed body"
+            ) from exc
+        if not isinstance(parsed, dict):
+            raise ProblemError(400, "generic-bad-request", "Bad request.", msg="Malformed body")
+        return parsed
     return await api_params(request, query_only=profile.download_style == "post-query")
+
+
+def _agent_failures(profile: VersionProfile) -> contextlib.AbstractContextManager[None]:
+    """From 26.1 the agent's RPC error is not converted: a bare 500 (spec §14)."""
+    if not profile.download_missing_bare_500:
+        return contextlib.nullcontext()
+    return _bare_agent_errors()
+
+
+@contextlib.contextmanager
+def _bare_agent_errors() -> Any:
+    try:
+        yield
+    except ProblemError as exc:
+        if exc.slug == "kernel-execution-failed":
+            raise ProblemError(500, "internal-server-error", "Something has gone wrong.") from exc
+        raise
 
 
 async def download(request: web.Request) -> web.StreamResponse:
     state = get_state(request)
     sess = state.sessions.find(request.match_info["name"])
     params = await _download_params(request, state.profile)
+    _require_running(sess)
     files = params.get("files")
     if isinstance(files, str):
         files = [files]
@@ -299,7 +430,8 @@ async def download(request: web.Request) -> web.StreamResponse:
         if state.profile.name == "23.09":
             raise ProblemError(500, "internal-server-error", "Something has gone wrong.")
         raise invalid_params("Too many files", data={"files": "at most 5 files"})
-    tars = [_tar_of(_resolve_in_home(sess, f)) for f in files]
+    with _agent_failures(state.profile):
+        tars = [_tar_of(_resolve_in_home(sess, f)) for f in files]
     body, boundary = _multipart(tars)
     return web.Response(
         body=body, headers={"Content-Type": f"multipart/mixed; boundary={boundary}"}
@@ -310,13 +442,15 @@ async def download_single(request: web.Request) -> web.StreamResponse:
     state = get_state(request)
     sess = state.sessions.find(request.match_info["name"])
     params = await _download_params(request, state.profile)
+    _require_running(sess)
     file = params.get("file")
     if not isinstance(file, str) or not file:
         raise invalid_params("Input validation error", data={"file": "is required"})
-    target = _resolve_in_home(sess, file)
-    _tar_of(target)  # same size limit and errors as the agent's tar path
-    if target.is_dir():
-        raise _agent_error(f"IsADirectoryError('{file}')")
+    with _agent_failures(state.profile):
+        target = _resolve_in_home(sess, file)
+        _tar_of(target)  # same size limit and errors as the agent's tar path
+        if target.is_dir():
+            raise _agent_error(f"IsADirectoryError('{file}')")
     return web.Response(body=target.read_bytes(), content_type="application/octet-stream")
 
 
@@ -335,6 +469,9 @@ async def tcpproxy(request: web.Request) -> web.StreamResponse:
     app_name = request.query.get("app") or request.query.get("service")
     if not app_name:
         raise invalid_params("Input validation error", data={"app": "is required"})
+    # Not running yet: the apps list is empty and the handler fails (500; the
+    # webserver turns it into 502).
+    _require_running(sess)
     app = next((a for a in sess.apps if a["name"] == app_name), None)
     if app is None:
         raise not_found("No such app service.", msg=f"{sess.name}:{app_name}")
@@ -349,44 +486,72 @@ async def tcpproxy(request: web.Request) -> web.StreamResponse:
     if stall is not None:
         await asyncio.sleep(stall.seconds)
     transport = request.transport
+    session_mode = bool(request.get(VIA_WEBSERVER))
     ws = web.WebSocketResponse(autoping=True, max_msg_size=WS_MAX_MSG, compress=False)
     await ws.prepare(request)
     if state.faults.take("refuse_sshd", session=sess.name) is not None:
-        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER)
-        return ws
-    if app_name == "sshd":
+        return await _end_tunnel(state, ws, WSCloseCode.TRY_AGAIN_LATER, session_mode)
+    if app_name == "sshd" and sess.sshd is not None:
         target_port: int | None = sess.sshd.port
     elif app_name == "echo":
         target_port = await state.sessions.echo_port()
     else:
         target_port = None
     if target_port is None:
-        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER)
-        return ws
+        return await _end_tunnel(state, ws, WSCloseCode.TRY_AGAIN_LATER, session_mode)
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", target_port, limit=TCP_CHUNK)
     except ConnectionRefusedError:
-        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER)
-        return ws
+        return await _end_tunnel(state, ws, WSCloseCode.TRY_AGAIN_LATER, session_mode)
     except OSError:
-        await ws.close(code=WSCloseCode.INTERNAL_ERROR)
-        return ws
+        return await _end_tunnel(state, ws, WSCloseCode.INTERNAL_ERROR, session_mode)
     drop = state.faults.take("drop_tcpproxy", session=sess.name)
-    sess.bridges.add(ws)
+    if not session_mode:
+        sess.bridges.add(ws)
     try:
-        await _bridge(
+        code = await _bridge(
             ws,
             reader,
             writer,
             drop_after=drop.after_bytes if drop else None,
             drop_code=drop.close_code if drop else None,
             transport=transport,
+            ended=sess.ended,
         )
     finally:
         sess.bridges.discard(ws)
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
+    if code is not None and not ws.closed:
+        return await _end_tunnel(state, ws, code, session_mode)
+    if not ws.closed:
+        # The client left, or a drop fault cut the connection: close our side (this also
+        # drains what the client still sent, so the cut is a FIN, not a reset).
+        with contextlib.suppress(Exception):
+            await ws.close(code=WSCloseCode.GOING_AWAY)
+    return ws
+
+
+async def _end_tunnel(
+    state: EmulatorState, ws: web.WebSocketResponse, code: int, session_mode: bool
+) -> web.WebSocketResponse:
+    """The manager ends a tunnel with `code`.
+
+    In API mode the client gets that close frame. In session mode the webserver's
+    `WebSocketProxy` only closes its upstream side: the client's websocket stays
+    open, silent, its pings still answered, until the client closes it (spec §14).
+    """
+    if not session_mode:
+        await ws.close(code=code)
+        return ws
+    held = state.sessions.held_open
+    held.add(ws)
+    try:
+        async for _msg in ws:
+            pass  # nothing is forwarded any more; pings are answered by autoping
+    finally:
+        held.discard(ws)
     return ws
 
 
@@ -402,10 +567,14 @@ async def _bridge(
     drop_after: int | None,
     drop_code: int | None,
     transport: asyncio.Transport | None,
-) -> None:
+    ended: asyncio.Event,
+) -> int | None:
     """Relay binary frames <-> TCP bytes until either side ends (spec §6.2).
 
-    `drop_after` (a fault) cuts the connection once that many bytes went to the client.
+    Returns the close code the manager ends the tunnel with (1001 on target EOF or
+    termination, a drop fault's code), or None when the client went away or the
+    connection was cut. `drop_after` (a fault) cuts the connection once that many
+    bytes went to the client.
     """
     budget = [drop_after]
 
@@ -419,19 +588,18 @@ async def _bridge(
         budget[0] = left - len(data)
         return data[:left]
 
-    async def tcp_to_ws() -> None:
+    async def tcp_to_ws() -> int | None:
         while True:
             data = await reader.read(TCP_CHUNK)
             if not data:
-                await ws.close(code=WSCloseCode.GOING_AWAY)
-                return
+                return int(WSCloseCode.GOING_AWAY)
             out = spend(data)
             if out:
                 await ws.send_bytes(out)
             if budget[0] is not None and budget[0] <= 0:
                 raise _Dropped
 
-    async def ws_to_tcp() -> None:
+    async def ws_to_tcp() -> int | None:
         while True:
             msg = await ws.receive()
             if msg.type == WSMsgType.BINARY:
@@ -440,29 +608,38 @@ async def _bridge(
             elif msg.type == WSMsgType.TEXT:
                 continue  # the manager ignores TEXT frames
             else:
-                return  # CLOSE / CLOSING / CLOSED / ERROR
+                return None  # CLOSE / CLOSING / CLOSED / ERROR
 
-    tasks = [asyncio.ensure_future(tcp_to_ws()), asyncio.ensure_future(ws_to_tcp())]
+    async def terminated() -> int | None:
+        await ended.wait()
+        return int(WSCloseCode.GOING_AWAY)
+
+    tasks = [
+        asyncio.ensure_future(tcp_to_ws()),
+        asyncio.ensure_future(ws_to_tcp()),
+        asyncio.ensure_future(terminated()),
+    ]
+    code: int | None = None
     try:
         done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             exc = task.exception()
             if isinstance(exc, _Dropped):
                 if drop_code is not None:
-                    await ws.close(code=drop_code)
+                    code = drop_code
                 elif transport is not None:
                     # Flush what was sent, then cut the TCP connection with no close frame:
                     # the client sees an abnormal closure (1006) after exactly N bytes.
                     transport.close()
-            elif isinstance(exc, (OSError, ConnectionError)) and not ws.closed:
-                await ws.close(code=WSCloseCode.GOING_AWAY)
+            elif isinstance(exc, (OSError, ConnectionError)):
+                code = int(WSCloseCode.GOING_AWAY)
+            elif exc is None and task.result() is not None:
+                code = task.result()
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if not ws.closed:
-            with contextlib.suppress(Exception):
-                await ws.close(code=WSCloseCode.GOING_AWAY)
+    return code
 
 
 def api_routes(profile: VersionProfile) -> list[ApiRoute]:

@@ -74,6 +74,10 @@ class Options:
     # The webserver blocks logins after this many failures in 20 min (real default 10);
     # 0 (the emulator's default) keeps shared test emulators from locking each other out.
     login_block_after: int = 0
+    # Kubernetes agents: ~/.ssh is a ConfigMap mount holding id_container (spec §14).
+    kubernetes: bool = False
+    # max_concurrent_logins of the user (26.8 only); 0 = no cap.
+    max_concurrent_logins: int = 0
 
 
 @dataclass
@@ -85,6 +89,8 @@ class EmulatorState:
     creds: Credentials
     ssh_keypair: SshKeypair
     ssh_user: str = field(default_factory=getpass.getuser)
+    # Base32 TOTP secret when every login needs a one-time code (--totp).
+    totp_secret: str | None = None
     web_sessions: dict[str, WebSession] = field(default_factory=dict)
     failed_logins: dict[str, list[float]] = field(default_factory=dict)
     request_log: list[dict[str, Any]] = field(default_factory=list)
@@ -114,6 +120,9 @@ class EmulatorState:
         if len(self.request_log) > REQUEST_LOG_LIMIT:
             del self.request_log[: len(self.request_log) - REQUEST_LOG_LIMIT]
 
+
+# Set on requests that came through the webserver listener (session mode).
+VIA_WEBSERVER = "emulator_via_webserver"
 
 STATE: web.AppKey[EmulatorState] = web.AppKey("emulator_state", EmulatorState)
 

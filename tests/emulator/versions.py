@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-DownloadStyle = Literal["get-body", "post-body", "post-query"]
+DownloadStyle = Literal["get-body", "post-body", "post-json-body", "post-query"]
 
 # The manager's VALID_VERSIONS, oldest first (spec §4.2).
 _ALL_API_VERSIONS = (
@@ -32,7 +32,8 @@ class VersionProfile:
     name: str
     manager_version: str
     api_version: str
-    # GET+JSON body (<= 24.03.6), POST+body (24.03.7+), POST+query only (26.3+).
+    # GET+JSON body (<= 24.03.6), POST+body or query (24.03.7-26.2.5), POST+JSON body
+    # only (26.3.0-26.4.6), POST+query only (26.4.7+). Spec §14.
     download_style: DownloadStyle
     # The legacy `files` JSON string in folder listings (dropped in 25.6.0) and the
     # `mode` as a 3-digit octal string (an int st_mode from 25.6.0).
@@ -43,6 +44,22 @@ class VersionProfile:
     tus_strict_offset: bool
     # 23.09 validates folder names as slugs; 24.09.6+ uses VFolderName (<= 64 chars).
     slug_folder_names: bool
+    # The remaining switches are the real-release facts of spec §14 (issue #12).
+    # GET /session/{name} answers 500 for running sessions (26.1.0-26.3.3).
+    session_info_500: bool = False
+    # A failed login passes the manager's 401 on (26.4.0+) instead of 200.
+    login_failure_401: bool = False
+    # max_concurrent_logins enforced with 409 unless "force" (26.4.0+).
+    login_cap_supported: bool = False
+    # Logout answers 200 (25.19.2+) instead of 201.
+    logout_200: bool = False
+    # Error bodies carry `error_code` (25.8+).
+    error_code: bool = False
+    # A missing file in a session download is a bare 500 internal-server-error (26.1+).
+    download_missing_bare_500: bool = False
+    # POST /auth/ssh-keypair validates the pair (25.6.0+); OpenSSH private keys accepted (26.4.4+).
+    validate_ssh_keypair: bool = False
+    openssh_private_key_ok: bool = False
 
     @property
     def valid_api_versions(self) -> tuple[str, ...]:
@@ -78,10 +95,32 @@ PROFILES: dict[str, VersionProfile] = {
         name="26.3",
         manager_version="26.3.0",
         api_version="v9.20250722",
+        download_style="post-json-body",
+        files_legacy=False,
+        files_path_query_only=True,
+        tus_strict_offset=True,
+        slug_folder_names=False,
+        session_info_500=True,
+        logout_200=True,
+        error_code=True,
+        download_missing_bare_500=True,
+        validate_ssh_keypair=True,
+    ),
+    "26.8": VersionProfile(
+        name="26.8",
+        manager_version="26.8.1",
+        api_version="v9.20250722",
         download_style="post-query",
         files_legacy=False,
         files_path_query_only=True,
         tus_strict_offset=True,
         slug_folder_names=False,
+        login_failure_401=True,
+        login_cap_supported=True,
+        logout_200=True,
+        error_code=True,
+        download_missing_bare_500=True,
+        validate_ssh_keypair=True,
+        openssh_private_key_ok=True,
     ),
 }
