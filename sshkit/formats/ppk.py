@@ -83,7 +83,11 @@ class Argon2Params:
 
 
 def argon2_derive(params: Argon2Params, passphrase: bytes, length: int = 80) -> bytes:
-    """Argon2 v1.3 with empty secret and associated data (what PuTTY computes)."""
+    """Argon2 v1.3 with empty secret and associated data (what PuTTY computes).
+
+    Uses cryptography's Argon2, else argon2-cffi (the `argon2` extra). Raises
+    KeyFormatError for out-of-range parameters, or when neither has the flavour.
+    """
     params.check()
     from cryptography.exceptions import UnsupportedAlgorithm
 
@@ -107,7 +111,13 @@ def argon2_derive(params: Argon2Params, passphrase: bytes, length: int = 80) -> 
         return bytes(kdf.derive(passphrase))
     except (UnsupportedAlgorithm, ImportError):
         # cryptography < 47 (or linked to OpenSSL < 3.2): use the reference implementation.
-        from argon2.low_level import Type, hash_secret_raw
+        try:
+            from argon2.low_level import Type, hash_secret_raw
+        except ImportError:
+            raise KeyFormatError(
+                f"this cryptography build has no {params.flavour} (PPK v3 keys need it)",
+                hint="install sshkit's argon2 extra: pip install 'sshkit[argon2]'",
+            ) from None
 
         kind = {"Argon2id": Type.ID, "Argon2i": Type.I, "Argon2d": Type.D}[params.flavour]
         return bytes(
