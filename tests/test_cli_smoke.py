@@ -1,4 +1,4 @@
-"""CLI smoke tests: every command parses and answers, with whatever dependency versions are installed.
+"""CLI smoke tests: every command parses and answers, at whatever dependency versions are here.
 
 `scripts/test-lowest` runs this file in a venv holding the lowest versions `pyproject.toml`
 allows, so these tests prove the declared minimums work. They need nothing but sshkit,

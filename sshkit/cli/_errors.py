@@ -31,12 +31,18 @@ def report(exc: SshkitError) -> int:
 
 
 def run_guarded(func: Callable[[], object]) -> NoReturn:
-    """Run the CLI, translating SshkitError and Ctrl-C to exit codes."""
+    """Run the CLI, translating SshkitError and Ctrl-C to exit codes.
+
+    With --debug the traceback comes first, then the same message, hint and exit
+    code as without it: scripts see one contract either way.
+    """
     try:
         func()
     except SshkitError as exc:
         if _debug:
-            raise
+            import traceback
+
+            traceback.print_exc()
         sys.exit(report(exc))
     except KeyboardInterrupt:
         sys.stderr.write("sshkit: interrupted\n")

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from sshkit.cli._app import app
+from sshkit.cli._prompt import ask
 from sshkit.errors import UsageError
 
 _PROFILE = typer.Option("--profile", help="Login profile (default: 'default').")
@@ -30,6 +31,22 @@ def _read_secret_from_stdin(what: str) -> str:
     if not data:
         raise UsageError(f"no {what} on standard input")
     return data
+
+
+# What to pass instead of answering each prompt.
+_NO_TTY_FLAG = {
+    "User name": "--username",
+    "Password": "--password-stdin (or set SSHKIT_PASSWORD)",
+    "Access key": "--access-key",
+    "Secret key": "--password-stdin (it reads the secret key in api mode)",
+}
+
+
+def _ask(label: str, *, hide: bool = False) -> str:
+    """Prompt for `label` on the terminal; raises UsageError (exit 2) when there is none."""
+    if not sys.stdin.isatty():
+        raise UsageError(f"no terminal to ask for the {label.lower()}: pass {_NO_TTY_FLAG[label]}")
+    return ask(label, hide=hide)
 
 
 @app.command("login")
@@ -86,20 +103,18 @@ def login(
     if (flags["endpoint_type"] or settings.value("endpoint_type")) == "session":
         if password_stdin and not settings.value("username"):
             raise UsageError("--password-stdin needs --username (stdin holds the password)")
-        flags["username"] = settings.value("username") or typer.prompt("User name")
+        flags["username"] = settings.value("username") or _ask("User name")
         if password_stdin:
             password = _read_secret_from_stdin("password")
         else:
-            password = os.environ.get("SSHKIT_PASSWORD") or typer.prompt(
-                "Password", hide_input=True
-            )
+            password = os.environ.get("SSHKIT_PASSWORD") or _ask("Password", hide=True)
     else:
         password = None
-        flags["access_key"] = settings.value("access_key") or typer.prompt("Access key")
+        flags["access_key"] = settings.value("access_key") or _ask("Access key")
         if password_stdin:
             flags["secret_key"] = _read_secret_from_stdin("secret key")
         elif not settings.value("secret_key"):
-            flags["secret_key"] = typer.prompt("Secret key", hide_input=True)
+            flags["secret_key"] = _ask("Secret key", hide=True)
     settings = resolve_settings(profile, flags=flags)
     if not settings.verify_tls:
         typer.echo("sshkit: warning: TLS certificates are not verified (--insecure)", err=True)

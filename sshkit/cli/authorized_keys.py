@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sshkit.cli._app import app
-from sshkit.errors import ExitCode, UsageError
+from sshkit.cli._prompt import ask, confirm
+from sshkit.errors import UsageError
 
 if TYPE_CHECKING:
     from sshkit.api.client import BackendClient
@@ -123,9 +124,7 @@ def _push_keypair(
                 "refusing to upload a private key without confirmation",
                 hint="run it in a terminal, or pass --yes",
             )
-        if not typer.confirm("Upload this private key?", default=False, err=True):
-            typer.echo("sshkit: cancelled; nothing was uploaded", err=True)
-            raise typer.Exit(int(ExitCode.INTERRUPTED))
+        confirm("Upload this private key?", default=False, declined="declined: nothing uploaded")
     _report(svc.upload_keypair(client, plan))
 
 
@@ -142,8 +141,7 @@ def _keypair_notice(plan: KeypairPlan) -> str:
 def _ask_passphrase() -> bytes | None:
     if not sys.stdin.isatty():
         return None
-    answer: str = typer.prompt("Passphrase for the private key", hide_input=True, err=True)
-    return answer.encode()
+    return ask("Passphrase for the private key", hide=True).encode()
 
 
 def _client(profile: str | None) -> BackendClient:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from sshkit.cli._app import app
+from sshkit.cli._prompt import confirm
 from sshkit.errors import CheckFailedError, UsageError
 
 
@@ -82,8 +83,9 @@ def setup_vscode(
     if not yes:
         if sys.stdin.isatty():
             typer.echo(cfg.diff() or f"No changes to make to {cfg.path}.", nl=not cfg.diff())
-            if not typer.confirm("Apply these changes?", default=True, err=True):
-                raise typer.Exit(1)
+            confirm(
+                "Apply these changes?", default=True, declined=f"declined: {cfg.path} unchanged"
+            )
         elif cfg.disabled:
             raise UsageError(
                 f"refusing to disable your own 'Host {alias}' block without consent",

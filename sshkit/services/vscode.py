@@ -29,6 +29,7 @@ from sshkit.services.sshconfig_edit import (
     ConfigPlan,
     default_ssh_dir,
     plan_upsert,
+    refuse_rejected_config,
     verify_candidate,
     write_plan,
 )
@@ -210,7 +211,7 @@ def plan_setup(opts: SetupOptions, conn: Connection | None) -> SetupPlan:
     """Plan the set-up (no writes). ``conn`` None skips the server checks (tests, offline).
 
     Raises NotLoggedInError/NotFoundError from the server checks, SshConfigError for a config
-    sshkit refuses to edit, UsageError for bad options.
+    sshkit refuses to edit (ssh already rejects it, broken markers), UsageError for bad options.
     """
     session_id = _session_id(conn, opts.session) if conn is not None else None
     if opts.identity is not None:
@@ -223,6 +224,7 @@ def plan_setup(opts: SetupOptions, conn: Connection | None) -> SetupPlan:
         fetch = True
     blocks = build_blocks(opts, identity, session_id=session_id)
     path = opts.ssh_config or default_ssh_dir() / "config"
+    refuse_rejected_config(path)
     config = plan_upsert(path, blocks, disable_aliases=[opts.alias])
     return SetupPlan(opts, config, identity, fetch, session_id)
 
