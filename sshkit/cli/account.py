@@ -150,7 +150,10 @@ def logout(profile: Annotated[str | None, _PROFILE] = None) -> None:
 
 
 @app.command("whoami")
-def whoami(profile: Annotated[str | None, _PROFILE] = None) -> None:
+def whoami(
+    profile: Annotated[str | None, _PROFILE] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
     """Check the stored credentials with the server and show whose they are."""
     from sshkit.services import account
     from sshkit.settings import resolve_settings
@@ -161,6 +164,12 @@ def whoami(profile: Annotated[str | None, _PROFILE] = None) -> None:
         username=settings.value("username"),
         access_key=settings.value("access_key"),
     )
+    if as_json:
+        import dataclasses
+        import json
+
+        typer.echo(json.dumps(dataclasses.asdict(me), indent=2))
+        return
     server = f"{me.manager_version} " if me.manager_version else ""
     rows = [
         ("profile", me.profile),
