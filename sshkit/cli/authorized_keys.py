@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sshkit.cli._app import app
+from sshkit.cli._complete import complete_session
 from sshkit.cli._prompt import ask, confirm
 from sshkit.errors import UsageError
 
@@ -52,7 +53,12 @@ def push_authorized_keys(
     to: Annotated[Target, typer.Option("--to", help="Where the keys go.")] = Target.folder,
     session: Annotated[
         str | None,
-        typer.Option("--session", metavar="SESSION", help="The running session (--to session)."),
+        typer.Option(
+            "--session",
+            metavar="SESSION",
+            help="The running session (--to session).",
+            autocompletion=complete_session,
+        ),
     ] = None,
     remove: Annotated[
         list[str] | None,
@@ -179,7 +185,12 @@ def _report(result: PushResult) -> None:
 def list_keys(
     session: Annotated[
         str | None,
-        typer.Option("--session", metavar="SESSION", help="List a running session's file instead."),
+        typer.Option(
+            "--session",
+            metavar="SESSION",
+            help="List a running session's file instead.",
+            autocompletion=complete_session,
+        ),
     ] = None,
     folder: Annotated[str, _FOLDER] = ".ssh",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

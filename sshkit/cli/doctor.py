@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sshkit.cli._app import app
+from sshkit.cli._complete import complete_alias
 from sshkit.errors import CheckFailedError
 
 if TYPE_CHECKING:
@@ -18,7 +19,9 @@ _MARK = {"ok": "✓", "fail": "✗", "skip": "-"}
 
 @app.command("doctor")
 def doctor(
-    alias: Annotated[str, typer.Argument(help="Host alias sshkit wrote.")] = "bai-vscode",
+    alias: Annotated[
+        str, typer.Argument(help="Host alias sshkit wrote.", autocompletion=complete_alias)
+    ] = "bai-vscode",
     ssh_config: Annotated[
         Path | None, typer.Option("--ssh-config", help="The ssh config (default ~/.ssh/config).")
     ] = None,

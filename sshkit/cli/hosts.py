@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from sshkit.cli._app import app
+from sshkit.cli._complete import complete_alias
 from sshkit.cli._prompt import confirm
 from sshkit.errors import UsageError
 
@@ -47,7 +48,10 @@ def hosts_list(
 
 @hosts_app.command("remove")
 def hosts_remove(
-    aliases: Annotated[list[str], typer.Argument(help="ALIAS as `hosts list` shows it.")],
+    aliases: Annotated[
+        list[str],
+        typer.Argument(help="ALIAS as `hosts list` shows it.", autocompletion=complete_alias),
+    ],
     ssh_config: Annotated[Path | None, _CONFIG] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from sshkit.cli._app import app
+from sshkit.cli._complete import complete_session
 from sshkit.errors import UsageError
 
 _PASS = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -27,7 +28,9 @@ def _options(user: str, identity: Path | None, host_key: str, profile: str | Non
 
 @app.command("ssh", context_settings=_PASS)
 def ssh_command(
-    session: Annotated[str, typer.Argument(help="The compute session.")],
+    session: Annotated[
+        str, typer.Argument(help="The compute session.", autocompletion=complete_session)
+    ],
     ssh_args: Annotated[
         list[str] | None, typer.Argument(help="Passed to ssh after the host (use -- first).")
     ] = None,

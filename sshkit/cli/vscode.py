@@ -9,13 +9,17 @@ from typing import Annotated
 import typer
 
 from sshkit.cli._app import app
+from sshkit.cli._complete import complete_session
 from sshkit.cli._prompt import confirm
 from sshkit.errors import CheckFailedError, UsageError
 
 
 @app.command("setup-vscode")
 def setup_vscode(
-    session: Annotated[str, typer.Argument(help="The compute session to reach.")],
+    session: Annotated[
+        str,
+        typer.Argument(help="The compute session to reach.", autocompletion=complete_session),
+    ],
     alias: Annotated[str, typer.Option("--alias", help="Host name to write.")] = "bai-vscode",
     user: Annotated[str, typer.Option("--user", help="User inside the container.")] = "work",
     identity: Annotated[
