@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sshkit.cli._app import app
 from sshkit.cli._complete import complete_session
-from sshkit.errors import UsageError
+from sshkit.cli._options import HostKey
+
+if TYPE_CHECKING:
+    from sshkit.services.oneshot import OneShotOptions
 
 _PASS = {"allow_extra_args": True, "ignore_unknown_options": True}
 _USER = typer.Option("--user", help="User inside the container.")
@@ -18,12 +21,12 @@ _HOST_KEY = typer.Option("--host-key", help="pin (managed known_hosts) or off.")
 _PROFILE = typer.Option("--profile", help="Login profile.")
 
 
-def _options(user: str, identity: Path | None, host_key: str, profile: str | None) -> object:
+def _options(
+    user: str, identity: Path | None, host_key: HostKey, profile: str | None
+) -> OneShotOptions:
     from sshkit.services.oneshot import OneShotOptions
 
-    if host_key not in ("pin", "off"):
-        raise UsageError("--host-key must be pin or off")
-    return OneShotOptions(user=user, identity=identity, host_key=host_key, profile=profile)
+    return OneShotOptions(user=user, identity=identity, host_key=host_key.value, profile=profile)
 
 
 @app.command("ssh", context_settings=_PASS)
@@ -36,18 +39,17 @@ def ssh_command(
     ] = None,
     user: Annotated[str, _USER] = "work",
     identity: Annotated[Path | None, _IDENTITY] = None,
-    host_key: Annotated[str, _HOST_KEY] = "pin",
+    host_key: Annotated[HostKey, _HOST_KEY] = HostKey.pin,
     profile: Annotated[str | None, _PROFILE] = None,
 ) -> None:
     """Open ssh to SESSION through the relay, with a temporary config.
 
     Example: sshkit ssh my-session -- -L 8888:localhost:8888 nvidia-smi
     """
-    from sshkit.services.oneshot import OneShotOptions, run_ssh
+    from sshkit.services.oneshot import run_ssh
     from sshkit.settings import load_connection
 
     opts = _options(user, identity, host_key, profile)
-    assert isinstance(opts, OneShotOptions)
     code = run_ssh(load_connection(profile), session, ssh_args or [], opts)
     raise typer.Exit(code)
 
@@ -59,16 +61,15 @@ def scp_command(
     ],
     user: Annotated[str, _USER] = "work",
     identity: Annotated[Path | None, _IDENTITY] = None,
-    host_key: Annotated[str, _HOST_KEY] = "pin",
+    host_key: Annotated[HostKey, _HOST_KEY] = HostKey.pin,
     profile: Annotated[str | None, _PROFILE] = None,
 ) -> None:
     """Copy files to or from sessions through the relay, with a temporary config.
 
     Example: sshkit scp data.csv my-session:/home/work/
     """
-    from sshkit.services.oneshot import OneShotOptions, run_scp
+    from sshkit.services.oneshot import run_scp
     from sshkit.settings import load_connection
 
     opts = _options(user, identity, host_key, profile)
-    assert isinstance(opts, OneShotOptions)
     raise typer.Exit(run_scp(load_connection(profile), scp_args, opts))

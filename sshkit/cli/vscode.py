@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sshkit.cli._app import app
 from sshkit.cli._complete import complete_session
+from sshkit.cli._options import HostKey
 from sshkit.cli._prompt import confirm
 from sshkit.errors import CheckFailedError, UsageError
+
+if TYPE_CHECKING:
+    from sshkit.services.vscode import SetupResult
 
 
 @app.command("setup-vscode")
@@ -32,7 +36,7 @@ def setup_vscode(
         str, typer.Option("--suffix", help="Wildcard Host *SUFFIX for any session.")
     ] = ".bai",
     host_key: Annotated[
-        str | None,
+        HostKey | None,
         typer.Option(
             "--host-key",
             help="pin: managed known_hosts + accept-new (default for the alias); "
@@ -58,8 +62,6 @@ def setup_vscode(
     from sshkit.services import vscode as svc
     from sshkit.settings import load_connection
 
-    if host_key not in (None, "pin", "off"):
-        raise UsageError("--host-key must be pin or off")
     conn = load_connection(profile)
     opts = svc.SetupOptions(
         session=session,
@@ -68,7 +70,7 @@ def setup_vscode(
         identity=identity,
         ssh_config=ssh_config,
         suffix=suffix,
-        host_key=host_key,
+        host_key=host_key.value if host_key else None,
         ppk=ppk,
         profile=profile,
     )
@@ -106,10 +108,7 @@ def setup_vscode(
         )
 
 
-def _report(result: object) -> None:
-    from sshkit.services.vscode import SetupResult
-
-    assert isinstance(result, SetupResult)
+def _report(result: SetupResult) -> None:
     plan = result.plan
     opts = plan.options
     if plan.config.changed:
