@@ -117,3 +117,21 @@ def test_key_round_trip_through_ppk(tmp_path: Path, kdf: str) -> None:
     assert info.returncode == 0, info.stderr
     assert '"fingerprint"' in info.stdout
     assert info.stdout == original.stdout.replace(str(key), str(back))
+
+
+def test_help_imports_nothing_heavy() -> None:
+    """`sshkit --help` runs on every Tab and every curious user: no network, crypto or
+    pydantic (which typer would import for its completion flags) is loaded for it."""
+    code = (
+        "import atexit, sys\n"
+        "heavy = ('pydantic', 'rich', 'requests', 'cryptography', 'paramiko', 'websockets')\n"
+        "atexit.register(lambda: sys.stderr.write('LOADED ' + ' '.join(sorted(\n"
+        "    m for m in sys.modules if m.split('.')[0] in heavy)) + '\\n'))\n"
+        "sys.argv = ['sshkit', '--help']\n"
+        "from sshkit.cli import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Usage: sshkit ")
+    assert proc.stderr.strip() == "LOADED", proc.stderr
