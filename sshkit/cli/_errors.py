@@ -16,10 +16,6 @@ def set_debug(value: bool) -> None:
     _debug = value
 
 
-def is_debug() -> bool:
-    return _debug
-
-
 def report(exc: SshkitError) -> int:
     """Print `exc` as one line on stderr (plus an optional hint); return its exit code."""
     message = " ".join(str(exc.message).split())
