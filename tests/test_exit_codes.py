@@ -367,3 +367,20 @@ def test_every_row_of_the_table_is_an_exit_code() -> None:
     doc = (ROOT / "docs" / "exit-codes.md").read_text()
     rows = dict(re.findall(r"^\| (\d+) \| (\w+) \|", doc, re.M))
     assert rows == {str(int(c)): c.name for c in ExitCode}
+
+
+def test_every_prompt_goes_through_the_one_prompt_module() -> None:
+    """So that a declined question exits 17 and an interrupted one 130 in every command."""
+    offenders = []
+    for path in sorted((ROOT / "sshkit" / "cli").glob("*.py")):
+        if path.name == "_prompt.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "typer"
+                and node.attr in ("confirm", "prompt", "Abort")
+            ):
+                offenders.append(f"{path.name}:{node.lineno} typer.{node.attr}")
+    assert not offenders
