@@ -66,6 +66,9 @@ def run_in_pty(
         stderr=subprocess.PIPE,
         env=env,
         start_new_session=True,
+        # A shell's background job starts with SIGINT ignored, which children inherit and
+        # Python then leaves ignored: give the child the default a terminal user has.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     os.close(slave)
     assert proc.stderr is not None
