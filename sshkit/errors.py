@@ -19,7 +19,9 @@
     ├── SshConfigError              an ssh_config sshkit refuses to edit
     ├── LocalFileError              a local file problem (exists, not writable, bad mode)
     ├── RelayError                  the tunnel failed or was closed abnormally
-    └── CheckFailedError            `--check` or `doctor` found problems
+    ├── CheckFailedError            `--check` or `doctor` found problems
+    ├── UnknownHostError            `hosts remove` names a host sshkit did not write
+    └── DeclinedError               the user answered no at a confirmation prompt
 
 Messages are written for users and never contain secrets (keys, passphrases,
 secret keys, session ids). The CLI translates these errors in exactly one
@@ -50,6 +52,8 @@ class ExitCode(IntEnum):
     REJECTED = 13
     CHECK_FAILED = 14
     UNSAFE_DOWNLOAD = 15
+    UNKNOWN_HOST = 16
+    DECLINED = 17
     INTERRUPTED = 130
 
 
@@ -175,6 +179,14 @@ class RelayError(SshkitError):
 
 class CheckFailedError(SshkitError):
     exit_code = ExitCode.CHECK_FAILED
+
+
+class UnknownHostError(SshkitError):
+    exit_code = ExitCode.UNKNOWN_HOST
+
+
+class DeclinedError(SshkitError):
+    exit_code = ExitCode.DECLINED
 
 
 # Control characters (C0, DEL, C1) and the bidirectional overrides that can reorder

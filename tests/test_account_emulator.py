@@ -347,21 +347,44 @@ def test_unsafe_id_container_in_the_session_is_refused(
 
 
 def test_interactive_password_prompt_does_not_echo(emulator: Emulator, hermetic_home: Path) -> None:
-    from typer.testing import CliRunner
+    """In a terminal: the prompt (on stderr) reads the password without echoing it."""
+    import select
 
-    import sshkit.cli
-    from sshkit.cli._app import app
-
-    sshkit.cli._register_commands()
-    result = CliRunner().invoke(
-        app,
-        ["login", "--endpoint", emulator.webserver_url, "--username", emulator.username],
-        input=emulator.password + "\n",
-    )
-    assert result.exit_code == 0, result.output
-    assert "Password:" in result.output
-    assert emulator.password not in result.output
-    assert "session mode" in result.output  # --username alone implies session mode
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sshkit", "login", "--endpoint", emulator.webserver_url,
+         "--username", emulator.username],
+        stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,  # no controlling terminal: the prompt uses the pty on stdin
+    )  # fmt: skip
+    os.close(slave)
+    assert proc.stderr is not None
+    try:
+        err = b""
+        # click prints "Password:", getpass then flushes typed-ahead input and prints " ":
+        # typing must wait for that space.
+        while b"Password: " not in err:
+            ready, _, _ = select.select([proc.stderr], [], [], 30)
+            assert ready, err
+            chunk = os.read(proc.stderr.fileno(), 4096)
+            assert chunk, err
+            err += chunk
+        os.write(master, emulator.password.encode() + b"\n")
+        out, rest = proc.communicate(timeout=60)
+        echoed = b""
+        while select.select([master], [], [], 0.2)[0]:
+            try:
+                echoed += os.read(master, 4096)
+            except OSError:
+                break
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, (err + rest).decode()
+    assert emulator.password.encode() not in out + err + rest + echoed
+    assert b"session mode" in out  # --username alone implies session mode
 
 
 def test_api_login_with_access_key_flag_and_secret_on_stdin(

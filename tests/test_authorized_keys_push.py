@@ -332,7 +332,7 @@ def test_keypair_upload_needs_confirmation_then_new_sessions_accept_the_key(
         refused = sshkit(emu, "push-authorized-keys", "--to", "keypair")
         assert refused.returncode == ExitCode.PASSPHRASE  # cannot even ask for the passphrase
         answered_no = run_in_pty(emu, KEYPAIR, [(PASSPHRASE_PROMPT, "pass phrase"), (CONFIRM, "n")])
-        assert answered_no.returncode == ExitCode.INTERRUPTED, answered_no.stderr
+        assert answered_no.returncode == ExitCode.DECLINED, answered_no.stderr
         assert "PRIVATE key" in answered_no.stderr and "unencrypted" in answered_no.stderr
         assert client_for(emu).get_ssh_keypair()["ssh_public_key"] == old
 

@@ -186,7 +186,8 @@ def test_doctor_on_a_session_reached_through_the_wildcard(
             and "(session s2)" in checks["ssh config"]
         )
         assert checks["session"].startswith("✓ session: s2 is")
-        assert checks["ssh handshake"].startswith("✓ ssh handshake: logged in as")
+        assert checks["ssh handshake"].startswith("✓ ssh handshake:")
+        assert "s2.bai true` logged in as" in checks["ssh handshake"]
         assert all(v.startswith("✓") for v in checks.values()), proc.stdout
     finally:
         emulator.hook("DELETE", f"sessions/{created['name']}")

@@ -145,6 +145,27 @@ def test_close_ends_open_connections_and_joins_threads(server: FakeTunnelServer)
 # End to end: `sshkit forward` as a process, real ssh through it.
 
 
+def first_line(proc: subprocess.Popen[str], seconds: float = 60) -> str:
+    """The child's first stdout line; a child that stays silent is killed, not waited for."""
+    assert proc.stdout is not None
+    timer = threading.Timer(seconds, proc.kill)
+    timer.start()
+    try:
+        return proc.stdout.readline()
+    finally:
+        timer.cancel()
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Kill the child if it still runs (a failed assertion must not leave it, or hang)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
 def test_forward_command_with_real_ssh(emulator_factory: EmulatorFactory, tmp_path: Path) -> None:
     client = make_client(emulator_factory(), "api", tmp_path)
     with socket.socket() as busy:
@@ -160,7 +181,7 @@ def test_forward_command_with_real_ssh(emulator_factory: EmulatorFactory, tmp_pa
         )
         assert proc.stdout is not None and proc.stderr is not None
         try:
-            line = proc.stdout.readline()
+            line = first_line(proc)
             match = re.match(r"Forwarding 127\.0\.0\.1:(\d+) to sshd of session ", line)
             assert match, line
             port = int(match.group(1))
@@ -185,11 +206,7 @@ def test_forward_command_with_real_ssh(emulator_factory: EmulatorFactory, tmp_pa
             stderr = proc.stderr.read()
             assert f"port {taken} is in use; listening on port {port} instead" in stderr
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+            stop(proc)
     # Nothing left listening.
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
@@ -197,16 +214,18 @@ def test_forward_command_with_real_ssh(emulator_factory: EmulatorFactory, tmp_pa
 
 def test_forward_ctrl_c_exits_cleanly(emulator_factory: EmulatorFactory, tmp_path: Path) -> None:
     client = make_client(emulator_factory(), "api", tmp_path)
-    with subprocess.Popen(
+    proc = subprocess.Popen(
         [*sshkit_argv(), "forward", client.emu.session, "-b", "0"],
         env=client.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    ) as proc:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("Forwarding 127.0.0.1:")
+    )
+    try:
+        assert first_line(proc).startswith("Forwarding 127.0.0.1:")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=15)
+    finally:
+        stop(proc)
     assert proc.returncode == 0, err
     assert "Traceback" not in err

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sshkit.errors import ExitCode
 from sshkit.formats.ssh_config import SshConfig
 from tests.test_ssh_config_unit import BLOCK, WILD
 
@@ -36,7 +37,7 @@ def test_list_json_and_table(tmp_path: Path) -> None:
         ("bai-vscode", "demo", str(cfg), "alias"),
         ("*.bai", None, str(cfg), "wildcard"),
     ]
-    assert data[0]["proxy_command"] == "/usr/bin/sshkit relay %h"
+    assert data[0]["proxy_command"] == "/usr/bin/sshkit relay -- %h"
     table = run("hosts", "list", "--ssh-config", str(cfg)).stdout
     assert "bai-vscode" in table and "*.bai" in table
 
@@ -64,8 +65,8 @@ def test_remove_unknown_alias_changes_nothing(tmp_path: Path) -> None:
     data = SshConfig.parse(b"Host web\n").upsert(BLOCK).render()
     cfg = write(tmp_path, data)
     proc = run("hosts", "remove", "nope", "--ssh-config", str(cfg))
-    assert proc.returncode == 10
-    assert "no sshkit block for 'nope'" in proc.stderr
+    assert proc.returncode == ExitCode.UNKNOWN_HOST  # not 10: the config itself is fine
+    assert "sshkit manages no host 'nope'" in proc.stderr
     assert cfg.read_bytes() == data
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sshkit.errors import LocalFileError, PassphraseError, UsageError
+from sshkit.errors import KeyFormatError, LocalFileError, PassphraseError, UsageError
 from sshkit.formats import ppk
 from sshkit.formats.keys import load_private_key
 from sshkit.services import keyconv
@@ -128,3 +128,28 @@ def test_argon2_cffi_fallback_gives_the_same_keys(
     assert params is not None
     key = with_cryptography
     assert ppk.encode_ppk(key, version=3, passphrase=PASSPHRASE, argon2=params) == data
+
+
+def test_without_either_argon2_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.kdf import argon2 as c_argon2
+
+    def unsupported(*args: object, **kwargs: object) -> None:
+        raise UnsupportedAlgorithm("pretend OpenSSL < 3.2")
+
+    real_import = builtins.__import__
+
+    def no_argon2_cffi(name: str, *args: object, **kwargs: object) -> object:
+        if name == "argon2" or name.startswith("argon2."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(c_argon2, "Argon2id", unsupported)
+    monkeypatch.setattr(builtins, "__import__", no_argon2_cffi)
+    data = (VECTORS / "ppk" / "ecdsa256.v3.aes.argon2id-p4.ppk").read_bytes()
+    with pytest.raises(KeyFormatError) as info:
+        load_private_key(data, PASSPHRASE)
+    assert "Argon2id" in info.value.message
+    assert info.value.hint is not None and "sshkit[argon2]" in info.value.hint

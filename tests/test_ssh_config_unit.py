@@ -21,7 +21,7 @@ BLOCK = sshkit_host_block(
     hostname="demo",
     user="work",
     identity_file="/home/me/.ssh/id_container",
-    proxy_command="/usr/bin/sshkit relay %h",
+    proxy_command="/usr/bin/sshkit relay -- %h",
     known_hosts_file="/home/me/.ssh/sshkit/known_hosts",
     host_key_alias="demo.sshkit",
     meta={"session": "demo", "kind": "alias"},
@@ -31,7 +31,7 @@ WILD = sshkit_host_block(
     hostname=None,
     user="work",
     identity_file="/home/me/.ssh/id_container",
-    proxy_command="/usr/bin/sshkit relay --suffix .bai %h",
+    proxy_command="/usr/bin/sshkit relay --suffix .bai -- %h",
     host_key="off",
     meta={"kind": "wildcard"},
 )

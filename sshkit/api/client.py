@@ -522,6 +522,15 @@ class BackendClient:
         )
         return data if isinstance(data, dict) else {}
 
+    def match_sessions(self, prefix: str) -> list[dict[str, Any]]:
+        """`GET /session/_/match?id=PREFIX`: up to 10 of your sessions whose name or id starts
+        with PREFIX, as `{"id", "name", "status"}` (§8.1; terminated ones included)."""
+        data = self.request_json(
+            "GET", "/session/_/match", params={"id": prefix}, what="matching session names"
+        )
+        matches = data.get("matches") if isinstance(data, dict) else None
+        return [m for m in matches if isinstance(m, dict)] if isinstance(matches, list) else []
+
     def session_apps(self, name: str) -> list[dict[str, Any]]:
         """`GET /stream/session/{name}/apps`: the session's service apps (§8.2)."""
         data = self.request_json(

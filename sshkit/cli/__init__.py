@@ -59,8 +59,8 @@ def main() -> None:
         from sshkit.cli._relay_cmd import fast_main
 
         fast_main(sys.argv[2:])  # exits, unless typer should show the help
-    from sshkit.cli._app import app
+    from sshkit.cli._app import command
     from sshkit.cli._errors import run_guarded
 
     _register_commands()
-    run_guarded(app)
+    run_guarded(command())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -39,3 +39,21 @@ def _root(
 ) -> None:
     """SSH, SFTP, VS Code, PuTTY and WinSCP access to Backend.AI compute sessions."""
     set_debug(debug)
+
+
+def command() -> Any:
+    """The click command behind `app`, ready to run (`command()()` parses sys.argv).
+
+    typer gives its `--install-completion`/`--show-completion` flags a default of None,
+    which it then coerces on every run through its pydantic adapter: importing pydantic
+    costs more than the rest of `sshkit --help`. A default of False is what the flags
+    mean and needs no coercion. Calling the command directly also leaves out typer's
+    rich traceback hook: a bug's traceback stays plain text.
+    """
+    import typer.main
+
+    cmd = typer.main.get_command(app)
+    for param in cmd.params:
+        if param.name in ("install_completion", "show_completion") and param.default is None:
+            param.default = False
+    return cmd

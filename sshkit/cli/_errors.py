@@ -16,10 +16,6 @@ def set_debug(value: bool) -> None:
     _debug = value
 
 
-def is_debug() -> bool:
-    return _debug
-
-
 def report(exc: SshkitError) -> int:
     """Print `exc` as one line on stderr (plus an optional hint); return its exit code."""
     # Messages may quote a server's words: control characters are escaped, never printed.
@@ -32,12 +28,18 @@ def report(exc: SshkitError) -> int:
 
 
 def run_guarded(func: Callable[[], object]) -> NoReturn:
-    """Run the CLI, translating SshkitError and Ctrl-C to exit codes."""
+    """Run the CLI, translating SshkitError and Ctrl-C to exit codes.
+
+    With --debug the traceback comes first, then the same message, hint and exit
+    code as without it: scripts see one contract either way.
+    """
     try:
         func()
     except SshkitError as exc:
         if _debug:
-            raise
+            import traceback
+
+            traceback.print_exc()
         sys.exit(report(exc))
     except KeyboardInterrupt:
         sys.stderr.write("sshkit: interrupted\n")

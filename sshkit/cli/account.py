@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sshkit.cli._app import app
+from sshkit.cli._prompt import ask, confirm
 from sshkit.errors import LoginLimitError, OtpRequiredError, UsageError, printable
 
 if TYPE_CHECKING:
@@ -34,6 +35,22 @@ def _read_secret_from_stdin(what: str) -> str:
     if not data:
         raise UsageError(f"no {what} on standard input")
     return data
+
+
+# What to pass instead of answering each prompt.
+_NO_TTY_FLAG = {
+    "User name": "--username",
+    "Password": "--password-stdin (or set SSHKIT_PASSWORD)",
+    "Access key": "--access-key",
+    "Secret key": "--password-stdin (it reads the secret key in api mode)",
+}
+
+
+def _ask(label: str, *, hide: bool = False) -> str:
+    """Prompt for `label` on the terminal; raises UsageError (exit 2) when there is none."""
+    if not sys.stdin.isatty():
+        raise UsageError(f"no terminal to ask for the {label.lower()}: pass {_NO_TTY_FLAG[label]}")
+    return ask(label, hide=hide)
 
 
 @app.command("login")
@@ -105,20 +122,18 @@ def login(
     if (flags["endpoint_type"] or settings.value("endpoint_type")) == "session":
         if password_stdin and not settings.value("username"):
             raise UsageError("--password-stdin needs --username (stdin holds the password)")
-        flags["username"] = settings.value("username") or typer.prompt("User name")
+        flags["username"] = settings.value("username") or _ask("User name")
         if password_stdin:
             password = _read_secret_from_stdin("password")
         else:
-            password = os.environ.get("SSHKIT_PASSWORD") or typer.prompt(
-                "Password", hide_input=True
-            )
+            password = os.environ.get("SSHKIT_PASSWORD") or _ask("Password", hide=True)
     else:
         password = None
-        flags["access_key"] = settings.value("access_key") or typer.prompt("Access key")
+        flags["access_key"] = settings.value("access_key") or _ask("Access key")
         if password_stdin:
             flags["secret_key"] = _read_secret_from_stdin("secret key")
         elif not settings.value("secret_key"):
-            flags["secret_key"] = typer.prompt("Secret key", hide_input=True)
+            flags["secret_key"] = _ask("Secret key", hide=True)
     settings = resolve_settings(profile, flags=flags, tls_from_login=False)
     if not settings.verify_tls:
         typer.echo("sshkit: warning: TLS certificates are not verified (--insecure)", err=True)
@@ -169,16 +184,16 @@ def _login_interactively(
         except OtpRequiredError:
             if otp is not None or not can_prompt:
                 raise
-            otp = typer.prompt("One-time code").strip()
+            otp = ask("One-time code").strip()
         except LoginLimitError:
             if force or not can_prompt:
                 raise
-            if not typer.confirm(
+            confirm(
                 "The account has reached its limit of concurrent logins. "
                 "Log in anyway and end the oldest login?",
                 default=False,
-            ):
-                raise
+                declined="not logged in: the account's other logins are left as they are",
+            )
             force = True
 
 
@@ -198,7 +213,10 @@ def logout(profile: Annotated[str | None, _PROFILE] = None) -> None:
 
 
 @app.command("whoami")
-def whoami(profile: Annotated[str | None, _PROFILE] = None) -> None:
+def whoami(
+    profile: Annotated[str | None, _PROFILE] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
     """Check the stored credentials with the server and show whose they are."""
     from sshkit.services import account
     from sshkit.settings import resolve_settings
@@ -209,6 +227,12 @@ def whoami(profile: Annotated[str | None, _PROFILE] = None) -> None:
         username=settings.value("username"),
         access_key=settings.value("access_key"),
     )
+    if as_json:
+        import dataclasses
+        import json
+
+        typer.echo(json.dumps(dataclasses.asdict(me), indent=2))
+        return
     server = f"{me.manager_version} " if me.manager_version else ""
     rows = [
         ("profile", me.profile),

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sshkit.cli._app import app
-from sshkit.errors import ExitCode, UsageError, printable
+from sshkit.cli._complete import complete_session
+from sshkit.cli._prompt import ask, confirm
+from sshkit.errors import UsageError, printable
 
 if TYPE_CHECKING:
     from sshkit.api.client import BackendClient
@@ -51,7 +53,12 @@ def push_authorized_keys(
     to: Annotated[Target, typer.Option("--to", help="Where the keys go.")] = Target.folder,
     session: Annotated[
         str | None,
-        typer.Option("--session", metavar="SESSION", help="The running session (--to session)."),
+        typer.Option(
+            "--session",
+            metavar="SESSION",
+            help="The running session (--to session).",
+            autocompletion=complete_session,
+        ),
     ] = None,
     remove: Annotated[
         list[str] | None,
@@ -108,14 +115,15 @@ def _removal_guard(client: BackendClient, fingerprints: list[str], *, yes: bool)
         return {"confirm": lambda _reason: True}
     from sshkit.services import authorized_keys as svc
 
-    def confirm(reason: str) -> bool:
+    def ask_removal(reason: str) -> bool:
         if not sys.stdin.isatty():
             return False
         typer.echo(f"sshkit: {reason}", err=True)
-        return typer.confirm("Remove it anyway?", default=False, err=True)
+        confirm("Remove it anyway?", default=False, declined="nothing was changed")
+        return True
 
     own = svc.current_keypair_fingerprint(client)
-    return {"protected": [own] if own else [], "confirm": confirm}
+    return {"protected": [own] if own else [], "confirm": ask_removal}
 
 
 def _push_keypair(
@@ -147,9 +155,7 @@ def _push_keypair(
                 "refusing to upload a private key without confirmation",
                 hint="run it in a terminal, or pass --yes",
             )
-        if not typer.confirm("Upload this private key?", default=False, err=True):
-            typer.echo("sshkit: cancelled; nothing was uploaded", err=True)
-            raise typer.Exit(int(ExitCode.INTERRUPTED))
+        confirm("Upload this private key?", default=False, declined="declined: nothing uploaded")
     _report(svc.upload_keypair(client, plan))
 
 
@@ -166,8 +172,7 @@ def _keypair_notice(plan: KeypairPlan) -> str:
 def _ask_passphrase() -> bytes | None:
     if not sys.stdin.isatty():
         return None
-    answer: str = typer.prompt("Passphrase for the private key", hide_input=True, err=True)
-    return answer.encode()
+    return ask("Passphrase for the private key", hide=True).encode()
 
 
 def _client(profile: str | None) -> BackendClient:
@@ -213,7 +218,12 @@ def _report(result: PushResult) -> None:
 def list_keys(
     session: Annotated[
         str | None,
-        typer.Option("--session", metavar="SESSION", help="List a running session's file instead."),
+        typer.Option(
+            "--session",
+            metavar="SESSION",
+            help="List a running session's file instead.",
+            autocompletion=complete_session,
+        ),
     ] = None,
     folder: Annotated[str, _FOLDER] = ".ssh",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

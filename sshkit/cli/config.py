@@ -21,6 +21,10 @@ def _mask(value: str) -> str:
 @config_app.command("show")
 def show(
     profile: Annotated[str | None, typer.Option("--profile", help="Profile to show.")] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON object: each setting's value and source."),
+    ] = False,
 ) -> None:
     """Print each setting with its source: flag, env, config file, stored login or default.
 
@@ -34,6 +38,16 @@ def show(
         item = settings.values[key]
         value = item.value or ""
         rows.append((key, _mask(value) if key in SECRET_KEYS else value, item.source))
+    if as_json:
+        import json
+
+        doc = {
+            "settings": {key: {"value": value or None, "source": src} for key, value, src in rows},
+            "config_file": str(settings.config_path),
+            "stored_login": str(settings.login_path),
+        }
+        typer.echo(json.dumps(doc, indent=2))
+        return
     width = max(len(r[1]) for r in rows)
     for key, value, source in rows:
         typer.echo(f"{key:<14} {value or '-':<{width}}  ({source})")

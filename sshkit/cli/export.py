@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sshkit.cli._app import app
+from sshkit.cli._complete import complete_session
 
 if TYPE_CHECKING:
     from sshkit.services.exports import ExportResult
@@ -20,7 +21,7 @@ export_app = typer.Typer(
 )
 app.add_typer(export_app, name="export")
 
-_SESSION = typer.Argument(metavar="SESSION", help="Session name.")
+_SESSION = typer.Argument(metavar="SESSION", help="Session name.", autocompletion=complete_session)
 _OUTPUT = typer.Option("--output", "-o", help="Where to write; '-' writes to stdout.")
 _ALIAS = typer.Option("--alias", help="Name of the saved session or site [default: bai-SESSION].")
 _USER = typer.Option("--user", help="User to log in as.")

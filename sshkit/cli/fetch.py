@@ -8,12 +8,15 @@ from typing import Annotated
 import typer
 
 from sshkit.cli._app import app
+from sshkit.cli._complete import complete_session
 from sshkit.errors import CheckFailedError
 
 
 @app.command("fetch-key")
 def fetch_key(
-    session: Annotated[str, typer.Argument(help="Session name or id.")],
+    session: Annotated[
+        str, typer.Argument(help="Session name or id.", autocompletion=complete_session)
+    ],
     output: Annotated[
         Path | None,
         typer.Option(

@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 
 from sshkit.cli._app import app
+from sshkit.cli._complete import complete_alias
+from sshkit.cli._prompt import confirm
 from sshkit.errors import UsageError
 
 hosts_app = typer.Typer(
@@ -47,12 +49,24 @@ def hosts_list(
 
 @hosts_app.command("remove")
 def hosts_remove(
-    aliases: Annotated[list[str], typer.Argument(help="ALIAS as `hosts list` shows it.")],
+    aliases: Annotated[
+        list[str],
+        typer.Argument(help="ALIAS as `hosts list` shows it.", autocompletion=complete_alias),
+    ],
     ssh_config: Annotated[Path | None, _CONFIG] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
-    """Remove sshkit's blocks (and re-enable a hand-written block sshkit had disabled)."""
-    from sshkit.services.hosts import remove_hosts
+    """Remove sshkit's blocks (and re-enable a hand-written block sshkit had disabled).
 
+    In a terminal without --yes, shows the change and asks first. Not a terminal:
+    removes (as `setup-vscode` writes); an unknown ALIAS exits 16, changing nothing.
+    """
+    from sshkit.services.hosts import plan_remove_hosts, remove_hosts
+
+    if not yes and sys.stdin.isatty():
+        diff = plan_remove_hosts(aliases, ssh_config).diff()
+        typer.echo(diff, nl=False)
+        confirm("Apply these changes?", default=True, declined="declined: nothing removed")
     plan = remove_hosts(aliases, ssh_config)
     typer.echo(f"Removed {', '.join(aliases)} from {plan.path}")
 
@@ -76,7 +90,8 @@ def hosts_prune(
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("refusing to remove blocks without confirmation", hint="add --yes")
-        if not typer.confirm(f"Remove {len(stale)} block(s)?", default=False, err=True):
-            raise typer.Exit(1)
+        confirm(
+            f"Remove {len(stale)} block(s)?", default=False, declined="declined: nothing removed"
+        )
     plan = remove_hosts([e.alias for e in stale], ssh_config)
     typer.echo(f"Removed {', '.join(e.alias for e in stale)} from {plan.path}")

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sshkit.cli._app import app
+from sshkit.cli._complete import complete_session
+from sshkit.cli._options import HostKey
 from sshkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from sshkit.services.oneshot import OneShotOptions
 
 _PASS = {"allow_extra_args": True, "ignore_unknown_options": True}
 _USER = typer.Option("--user", help="User inside the container.")
@@ -19,18 +24,20 @@ _WAIT = typer.Option("--wait", help="Seconds to wait for a session that is still
 
 
 def _options(
-    user: str, identity: Path | None, host_key: str, profile: str | None, wait: float = 120.0
-) -> object:
+    user: str,
+    identity: Path | None,
+    host_key: HostKey,
+    profile: str | None,
+    wait: float = 120.0,
+) -> OneShotOptions:
     from sshkit.services.oneshot import OneShotOptions
 
-    if host_key not in ("pin", "off"):
-        raise UsageError("--host-key must be pin or off")
     if wait < 0:
         raise UsageError("--wait must be 0 or more seconds")
     return OneShotOptions(
         user=user,
         identity=identity,
-        host_key=host_key,
+        host_key=host_key.value,
         profile=profile,
         wait=wait,
         notify=lambda line: typer.echo(f"sshkit: {line}", err=True),
@@ -39,13 +46,15 @@ def _options(
 
 @app.command("ssh", context_settings=_PASS)
 def ssh_command(
-    session: Annotated[str, typer.Argument(help="The compute session.")],
+    session: Annotated[
+        str, typer.Argument(help="The compute session.", autocompletion=complete_session)
+    ],
     ssh_args: Annotated[
         list[str] | None, typer.Argument(help="Passed to ssh after the host (use -- first).")
     ] = None,
     user: Annotated[str, _USER] = "work",
     identity: Annotated[Path | None, _IDENTITY] = None,
-    host_key: Annotated[str, _HOST_KEY] = "pin",
+    host_key: Annotated[HostKey, _HOST_KEY] = HostKey.pin,
     profile: Annotated[str | None, _PROFILE] = None,
     wait: Annotated[float, _WAIT] = 120.0,
 ) -> None:
@@ -53,11 +62,10 @@ def ssh_command(
 
     Example: sshkit ssh my-session -- -L 8888:localhost:8888 nvidia-smi
     """
-    from sshkit.services.oneshot import OneShotOptions, run_ssh
+    from sshkit.services.oneshot import run_ssh
     from sshkit.settings import load_connection
 
     opts = _options(user, identity, host_key, profile, wait)
-    assert isinstance(opts, OneShotOptions)
     code = run_ssh(load_connection(profile), session, ssh_args or [], opts)
     raise typer.Exit(code)
 
@@ -69,7 +77,7 @@ def scp_command(
     ],
     user: Annotated[str, _USER] = "work",
     identity: Annotated[Path | None, _IDENTITY] = None,
-    host_key: Annotated[str, _HOST_KEY] = "pin",
+    host_key: Annotated[HostKey, _HOST_KEY] = HostKey.pin,
     profile: Annotated[str | None, _PROFILE] = None,
     wait: Annotated[float, _WAIT] = 120.0,
 ) -> None:
@@ -77,9 +85,8 @@ def scp_command(
 
     Example: sshkit scp data.csv my-session:/home/work/
     """
-    from sshkit.services.oneshot import OneShotOptions, run_scp
+    from sshkit.services.oneshot import run_scp
     from sshkit.settings import load_connection
 
     opts = _options(user, identity, host_key, profile, wait)
-    assert isinstance(opts, OneShotOptions)
     raise typer.Exit(run_scp(load_connection(profile), scp_args, opts))

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sshkit.cli._app import app
+from sshkit.cli._complete import complete_session
+from sshkit.cli._options import HostKey
+from sshkit.cli._prompt import confirm
 from sshkit.errors import CheckFailedError, UsageError
+
+if TYPE_CHECKING:
+    from sshkit.services.vscode import SetupResult
 
 
 @app.command("setup-vscode")
 def setup_vscode(
-    session: Annotated[str, typer.Argument(help="The compute session to reach.")],
+    session: Annotated[
+        str,
+        typer.Argument(help="The compute session to reach.", autocompletion=complete_session),
+    ],
     alias: Annotated[str, typer.Option("--alias", help="Host name to write.")] = "bai-vscode",
     user: Annotated[str, typer.Option("--user", help="User inside the container.")] = "work",
     identity: Annotated[
@@ -27,7 +36,7 @@ def setup_vscode(
         str, typer.Option("--suffix", help="Wildcard Host *SUFFIX for any session.")
     ] = ".bai",
     host_key: Annotated[
-        str | None,
+        HostKey | None,
         typer.Option(
             "--host-key",
             help="pin: managed known_hosts + accept-new (default for the alias); "
@@ -72,8 +81,6 @@ def setup_vscode(
     from sshkit.services import vscode as svc
     from sshkit.settings import load_connection
 
-    if host_key not in (None, "pin", "off"):
-        raise UsageError("--host-key must be pin or off")
     if multiplex_persist is not None and not multiplex:
         raise UsageError("--multiplex-persist needs --multiplex")
     if multiplex:
@@ -86,7 +93,7 @@ def setup_vscode(
         identity=identity,
         ssh_config=ssh_config,
         suffix=suffix,
-        host_key=host_key,
+        host_key=host_key.value if host_key else None,
         ppk=ppk,
         profile=profile,
         multiplex=(multiplex_persist or svc.DEFAULT_MULTIPLEX_PERSIST) if multiplex else None,
@@ -109,8 +116,9 @@ def setup_vscode(
     if not yes:
         if sys.stdin.isatty():
             typer.echo(cfg.diff() or f"No changes to make to {cfg.path}.", nl=not cfg.diff())
-            if not typer.confirm("Apply these changes?", default=True, err=True):
-                raise typer.Exit(1)
+            confirm(
+                "Apply these changes?", default=True, declined=f"declined: {cfg.path} unchanged"
+            )
         elif cfg.disabled:
             raise UsageError(
                 f"refusing to disable your own 'Host {alias}' block without consent",
@@ -127,10 +135,7 @@ def setup_vscode(
         )
 
 
-def _report(result: object) -> None:
-    from sshkit.services.vscode import SetupResult
-
-    assert isinstance(result, SetupResult)
+def _report(result: SetupResult) -> None:
     plan = result.plan
     opts = plan.options
     if plan.config.changed:

@@ -106,9 +106,11 @@ def argon2_derive(
 ) -> bytes:
     """Argon2 v1.3 with empty secret and associated data (what PuTTY computes).
 
-    Runs in a worker thread (the libraries release the GIL) so that Ctrl-C ends the
-    wait at once: the main thread stays interruptible and the worker is abandoned.
-    Raises KeyFormatError for parameters beyond the limits (`Argon2Params.check`).
+    Uses cryptography's Argon2, else argon2-cffi (the `argon2` extra). Runs in a
+    worker thread (the libraries release the GIL) so that Ctrl-C ends
+    the wait at once: the main thread stays interruptible and the worker is abandoned.
+    Raises KeyFormatError for parameters beyond the limits (`Argon2Params.check`),
+    or when neither library has the flavour.
     """
     params.check(allow_expensive=allow_expensive)
     result: list[bytes] = []
@@ -152,7 +154,13 @@ def _argon2_raw(params: Argon2Params, passphrase: bytes, length: int) -> bytes:
         return bytes(kdf.derive(passphrase))
     except (UnsupportedAlgorithm, ImportError):
         # cryptography < 47 (or linked to OpenSSL < 3.2): use the reference implementation.
-        from argon2.low_level import Type, hash_secret_raw
+        try:
+            from argon2.low_level import Type, hash_secret_raw
+        except ImportError:
+            raise KeyFormatError(
+                f"this cryptography build has no {params.flavour} (PPK v3 keys need it)",
+                hint="install sshkit's argon2 extra: pip install 'sshkit[argon2]'",
+            ) from None
 
         kind = {"Argon2id": Type.ID, "Argon2i": Type.I, "Argon2d": Type.D}[params.flavour]
         return bytes(

@@ -386,12 +386,62 @@ def _check_handshake(ctx: _Ctx) -> Check:
         ) from None
     except (paramiko.SSHException, OSError, EOFError) as exc:
         raise _Fail(
-            f"no SSH connection through the relay: {exc}",
+            f"no SSH connection through the relay ({_failed_stage(client)}): {exc}",
             f"try: sshkit relay {ctx.session} --log-file relay.log < /dev/null",
         ) from None
     finally:
         client.close()
         proxy.close()
+
+
+def _failed_stage(client: Any) -> str:
+    """How far a failed paramiko connection got: banner, key exchange or authentication."""
+    transport = client.get_transport()
+    if transport is None or not getattr(transport, "remote_version", None):
+        return "banner: no SSH banner came back through the relay"
+    if getattr(transport, "session_id", None) is None:
+        return "key exchange: sshd answered, the key exchange did not complete"
+    return "authentication"
+
+
+def _printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def _check_ssh_login(ctx: _Ctx) -> Check:
+    """The verdict: `ssh -F CFG -o BatchMode=yes ALIAS true`, the ssh users (and VS Code) run.
+
+    paramiko only explains a failure: it retraces banner, key exchange and authentication
+    through the same relay and names the stage that breaks.
+    """
+    import subprocess
+
+    exe = sshcheck.find_ssh()
+    if exe is None:
+        return _check_handshake(ctx)
+    argv = [exe, "-F", str(ctx.config), "-o", "BatchMode=yes", "--", ctx.alias, "true"]
+    try:
+        proc = subprocess.run(
+            argv, capture_output=True, stdin=subprocess.DEVNULL, timeout=180, check=False
+        )
+    except subprocess.TimeoutExpired:
+        code, said = None, "no answer within 180 s"
+    else:
+        code = proc.returncode
+        lines = [ln for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
+        said = _printable(lines[-1].strip()) if lines else f"exit status {code}"
+    shown = f"ssh -F {ctx.config} -o BatchMode=yes {ctx.alias} true"
+    if code == 0:
+        return Check("ssh handshake", OK, f"`{shown}` logged in as {ctx.user} through the relay")
+    try:
+        _check_handshake(ctx)
+    except _Fail as why:
+        raise _Fail(f"{why.detail} (`{shown}` failed: {said})", why.hint) from None
+    raise _Fail(
+        f"`{shown}` failed ({said}), though sshkit's own SSH client got through banner, key "
+        "exchange and authentication with the same key and relay",
+        f"look at ssh's own options for {ctx.alias}: ssh -v -F {ctx.config} {ctx.alias} true",
+    )
 
 
 def _check_pinned_host_key(ctx: _Ctx, hostkey: Any) -> None:
@@ -446,7 +496,7 @@ _CHECKS: list[tuple[str, Callable[[_Ctx], Check], Callable[[_Ctx], str | None]]]
     ("session", _check_session, _session_prereq),
     (
         "ssh handshake",
-        _check_handshake,
+        _check_ssh_login,
         lambda c: (
             None
             if c.session_ok and c.identity and c.identity.is_file()

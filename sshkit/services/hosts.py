@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sshkit.errors import NotFoundError, SshConfigError
+from sshkit.errors import NotFoundError, UnknownHostError
 from sshkit.services.sshconfig_edit import (
     ConfigPlan,
     default_ssh_config,
@@ -91,7 +91,12 @@ def list_hosts(config: Path | None = None) -> list[HostEntry]:
 
 
 def plan_remove_hosts(aliases: list[str], config: Path | None = None) -> ConfigPlan:
-    """Plan removing the given blocks. Raises SshConfigError for an unknown alias."""
+    """Plan removing the given blocks.
+
+    Raises UnknownHostError for an alias sshkit did not write, SshConfigError for
+    broken markers.
+    """
+    require_known(aliases, config)
     return plan_remove(config or default_ssh_config(), aliases)
 
 
@@ -99,7 +104,8 @@ def remove_hosts(aliases: list[str], config: Path | None = None) -> ConfigPlan:
     """Remove the given sshkit blocks (and re-enable hand-written lines they disabled).
 
     Removing every block restores the file byte for byte as it was before sshkit edited it.
-    Raises SshConfigError (unknown alias, broken markers) with nothing written.
+    Raises UnknownHostError (unknown alias) or SshConfigError (broken markers) with
+    nothing written.
     """
     plan = plan_remove_hosts(aliases, config)
     write_plan(plan)
@@ -131,11 +137,11 @@ def stale_hosts(conn: Connection, config: Path | None = None) -> list[HostEntry]
 
 
 def require_known(aliases: list[str], config: Path | None = None) -> None:
-    """Raise SshConfigError naming the first alias sshkit does not manage."""
+    """Raise UnknownHostError naming the first alias sshkit does not manage."""
     known = {e.alias for e in list_hosts(config)}
     for alias in aliases:
         if alias not in known:
-            raise SshConfigError(
+            raise UnknownHostError(
                 f"sshkit manages no host {alias!r} in {config or default_ssh_config()}",
                 hint="`sshkit hosts list` shows the names sshkit wrote",
             )

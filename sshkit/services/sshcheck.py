@@ -73,6 +73,32 @@ def ssh_g(
     return out
 
 
+def config_complaints(
+    config: Path, *, ssh: str | None = None, timeout: float = 30
+) -> list[str] | None:
+    """ssh's complaints about ``config`` when it rejects the file, else None.
+
+    None also when ssh is not installed or cannot run: then nothing can be proved either way.
+    """
+    exe = ssh or find_ssh()
+    if exe is None:
+        return None
+    try:
+        proc = subprocess.run(
+            [exe, "-G", "-F", str(config), "--", "sshkit-check"],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode == 0:
+        return None
+    lines = [ln for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
+    return lines or [f"exit status {proc.returncode}"]
+
+
 def expected_values(block: HostBlock, host: str) -> dict[str, str]:
     """What ``ssh -G`` should print for the options of ``block`` when asked about ``host``."""
     out: dict[str, str] = {}

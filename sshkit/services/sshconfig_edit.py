@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable
@@ -83,18 +84,64 @@ def plan_upsert(path: Path, blocks: list[HostBlock], *, disable_aliases: list[st
 
     def edit(data: bytes | None) -> bytes:
         disabled.clear()
-        cfg = SshConfig.parse(data)
+        original = cfg = SshConfig.parse(data)
         for block in blocks:
             cfg = cfg.upsert(block)
         for alias in disable_aliases:
-            found = cfg.handwritten_blocks(alias)
-            if found:
-                disabled.extend(found)
+            if cfg.handwritten_blocks(alias):
+                # Reported with the user's own line numbers, not those after sshkit's insertion.
+                disabled.extend(original.handwritten_blocks(alias))
                 cfg = cfg.disable_handwritten(alias)
         return cfg.render()
 
     after = edit(before)
     return ConfigPlan(path, before, after, disabled, list(blocks), redo=edit)
+
+
+# Options that only Apple's build of OpenSSH knows: every other ssh rejects the whole file
+# unless an earlier `IgnoreUnknown` names them.
+_APPLE_ONLY = {"usekeychain": "UseKeychain"}
+_COMPLAINT_RE = re.compile(r"^(?P<file>.*?):? line (?P<line>\d+): (?P<what>.*)$")
+
+
+def refuse_rejected_config(path: Path, ssh: str | None = None) -> None:
+    """Raise SshConfigError when ssh already rejects ``path`` as it is, before any change.
+
+    sshkit cannot prove its blocks with ``ssh -G`` in a file ssh refuses, so it writes
+    nothing. The message quotes the user's own file and line; for a macOS-only option the
+    hint says how to make the file portable. Does nothing for a missing file or without ssh.
+    """
+    if not localfs.resolve_target(path).is_file():
+        return
+    complaints = sshcheck.config_complaints(path, ssh=ssh)
+    if complaints is None:
+        return
+    first = complaints[0]
+    where, option = str(path), ""
+    match = _COMPLAINT_RE.match(first)
+    if match:
+        file, number, what = match["file"], int(match["line"]), match["what"]
+        where = f"{file}, line {number}"
+        try:
+            text = Path(file).read_bytes().splitlines()[number - 1]
+            where += f": {text.decode(errors='replace').strip()!r}"
+        except (OSError, IndexError):
+            pass
+        where += f" ({what.strip()})"
+        option = what.rpartition("Bad configuration option:")[2].strip().lower()
+    hint = (
+        "fix that line, or put `IgnoreUnknown OPTION` first in the file for an option "
+        "this OpenSSH does not know; then run the command again"
+    )
+    if option in _APPLE_ONLY:
+        name = _APPLE_ONLY[option]
+        hint = (
+            f"{name} is known to macOS's ssh only: put `IgnoreUnknown {name}` first in "
+            f"the file (before any Host or Match line) to make it portable, then run again"
+        )
+    raise SshConfigError(
+        f"ssh already rejects {path}, so sshkit changes nothing: {where}", hint=hint
+    )
 
 
 def plan_remove(path: Path, aliases: list[str]) -> ConfigPlan:

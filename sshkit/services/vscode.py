@@ -32,6 +32,7 @@ from sshkit.services.sshconfig_edit import (
     ConfigPlan,
     default_ssh_dir,
     plan_upsert,
+    refuse_rejected_config,
     verify_candidate,
     write_plan,
 )
@@ -300,8 +301,8 @@ def plan_setup(
 
     A session that is still starting is waited for, up to ``opts.wait`` s (``notify`` gets
     one line saying so). Raises NotLoggedInError/NotFoundError (NotRunningError) from the
-    server checks, SshConfigError for a config sshkit refuses to edit, UsageError for bad
-    options.
+    server checks, SshConfigError for a config sshkit refuses to edit (ssh already rejects
+    it, broken markers), UsageError for bad options.
     """
     session_id, note = (
         session_pin(conn, opts.session, wait=opts.wait, notify=notify)
@@ -318,6 +319,7 @@ def plan_setup(
         fetch = True
     blocks = build_blocks(opts, identity, session_id=session_id)
     path = opts.ssh_config or default_ssh_dir() / "config"
+    refuse_rejected_config(path)
     config = plan_upsert(path, blocks, disable_aliases=[opts.alias])
     return SetupPlan(opts, config, identity, fetch, session_id, [note] if note else [])
 
