@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from sshkit.cli import _relay_cmd
 from sshkit.cli._app import app
 
-_PROFILE = typer.Option("--profile", help="Login profile to use.")
-_APP = typer.Option("--app", help="The session's service to reach.")
-_LOG = typer.Option(
-    "--log-file", help="Append a diagnostic log here (no secrets). Also: SSHKIT_LOG."
-)
-_TIMEOUT = typer.Option("--timeout", help="Seconds to wait for the tunnel to open.")
+
+def _option(dest: str) -> Any:
+    """The typer option for `dest`, from the fast path's table (defined once there)."""
+    option = _relay_cmd.relay_option(dest)
+    return typer.Option(option.flag, help=option.help)
+
+
+_PROFILE = _option("profile")
+_APP = _option("app")
+_LOG = _option("log_file")
+_TIMEOUT = _option("timeout")
 
 
 @app.command("relay")
 def relay_command(
     host: Annotated[str, typer.Argument(help="Session name, or SESSION<SUFFIX> with --suffix.")],
     app_name: Annotated[str, _APP] = _relay_cmd.DEFAULT_APP,
-    suffix: Annotated[
-        str | None, typer.Option("--suffix", help="Strip this suffix from HOST.")
-    ] = None,
+    suffix: Annotated[str | None, _option("suffix")] = None,
     profile: Annotated[str | None, _PROFILE] = None,
     log_file: Annotated[str | None, _LOG] = None,
     timeout: Annotated[float, _TIMEOUT] = _relay_cmd.DEFAULT_TIMEOUT,
