@@ -204,6 +204,33 @@ class FrameParser:
                 self._end_data_frame(message)
         return events
 
+    def next_read(self) -> tuple[int, bool]:
+        """How many bytes to read next without passing the end of the current part.
+
+        Returns (count, binary): `binary` says that the bytes are binary payload,
+        which the caller may move elsewhere (`os.splice`) and account for with
+        `skip`; otherwise they are header, control or text bytes for `feed`.
+        """
+        if self._opcode is None:
+            head = self._head
+            return (2 if len(head) < 2 else _header_length(head[1])) - len(head), False
+        opcode = self._opcode
+        message = self._message if opcode == OP_CONTINUATION else opcode
+        return self._remaining, message == OP_BINARY and opcode not in _CONTROL_OPCODES
+
+    def skip(self, count: int) -> None:
+        """Account for `count` bytes of binary payload that the caller moved itself.
+
+        Raises ValueError when the parser is not inside a binary payload that long.
+        """
+        count_wanted, binary = self.next_read()
+        if not binary or count > count_wanted:
+            raise ValueError("skip() outside a binary payload or past its end")
+        self._remaining -= count
+        if self._remaining == 0:
+            opcode = self._opcode
+            self._end_data_frame(self._message if opcode == OP_CONTINUATION else opcode)
+
     def _end_data_frame(self, message: int | None) -> None:
         self._opcode = None
         if self._fin:

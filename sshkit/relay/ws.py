@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     from websockets.client import ClientProtocol
     from websockets.sync.utils import Deadline
 
+    from sshkit.relay.splice import PayloadMover
+
 DEFAULT_OPEN_TIMEOUT = 10.0
 # Idle proxies and load balancers drop websockets after about 60 s of silence;
 # a ping every 20 s keeps them open. A pong missing for 20 s more means the
@@ -234,6 +236,7 @@ class WebSocketChannel:
         # TLS sockets have no scatter-gather send.
         self._sendmsg = None if isinstance(sock, ssl.SSLSocket) else getattr(sock, "sendmsg", None)
         self._recv_into = getattr(sock, "recv_into", None)
+        self._mover: PayloadMover | None = None
         self._close_sent = False
         self._we_closed = False
         self._failure: str | None = None
@@ -353,6 +356,69 @@ class WebSocketChannel:
                 else:
                     self._pending.append(event)
         return self._pending.popleft()
+
+    # --- receiving straight into a file descriptor (sshkit.relay.splice) ---------------
+
+    def direct_sink_supported(self, fd: int) -> bool:
+        """Whether `recv_to_fd(fd)` can move payloads without Python copies (os.splice).
+
+        True on Linux for a plain TCP socket and a pipe; the pump then uses
+        `recv_to_fd` instead of `recv`. TLS and other sinks keep `recv`.
+        """
+        from sshkit.relay.splice import can_splice
+
+        return can_splice(self._sock, fd)
+
+    def recv_to_fd(self, fd: int) -> int | None:
+        """Move the next received payload bytes to `fd`; return how many, or None at the end.
+
+        Like `recv`, but the payload never enters Python where the kernel can splice
+        it. Raises OSError when writing to `fd` failed (the reader went away); socket
+        errors and broken framing end the channel (None).
+        """
+        from sshkit.relay.splice import PayloadMover, SinkFailed
+
+        mover = self._mover
+        if mover is None or mover.out_fd != fd:
+            leftover, self._leftover = self._leftover, b""
+            mover = self._mover = PayloadMover(
+                self._sock,
+                fd,
+                self._parser,
+                leftover,
+                use_splice=True,
+                waiting=self._set_waiting,
+                on_fallback=self._splice_refused,
+            )
+            if self._log:
+                self._log.write(f"downloads: os.splice from the socket into fd {fd}")
+        while not self._finished.is_set():
+            try:
+                result = mover.move()
+            except SinkFailed as exc:
+                raise exc.error from None
+            except FrameError as exc:
+                self._fail(f"protocol error: {exc}", 1002)
+                break
+            except OSError as exc:
+                self._finish(None, self._failure or exc.strerror or exc.__class__.__name__)
+                break
+            if result is None:
+                self._finish(None, self._failure or "no close frame")
+                break
+            if isinstance(result, int):
+                return result
+            for event in result:
+                if self._control(event):
+                    break
+        return None
+
+    def _splice_refused(self, error: OSError) -> None:
+        if self._log:
+            self._log.write(f"downloads: splice refused ({error.strerror}); copying instead")
+
+    def _set_waiting(self, waiting: bool) -> None:
+        self._waiting_since = time.monotonic() if waiting else None
 
     def _read(self) -> Buffer:
         """One read from the socket; b"" once it ended (the channel is then finished)."""
