@@ -60,7 +60,7 @@ def hot_path_offenders(modules: set[str]) -> list[str]:
         if m.split(".")[0] in HEAVY
         or m.split(".")[0] == "websockets"
         or m.startswith("importlib.metadata")
-        or m in ("argparse", "urllib.request", "logging", "uuid", "email")
+        or m in ("argparse", "urllib.request", "logging", "uuid", "email", "encodings.idna")
     )
 
 
