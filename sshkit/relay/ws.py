@@ -672,7 +672,7 @@ def _connect_with_library(
             sock.close()
             raise
     except InvalidStatus as exc:
-        raise HandshakeStatus(exc.response.status_code, bytes(exc.response.body)) from None
+        raise HandshakeStatus(exc.response.status_code, bytes(exc.response.body or b"")) from None
     except (InvalidProxy, ProxyError) as exc:
         raise NetworkError(f"the proxy refused the connection to {where}: {exc}") from None
     except InvalidURI as exc:
