@@ -31,6 +31,7 @@ MAX_MOVE = 1 << 20
 # Header, control and text bytes are read in pieces of at most this much.
 SMALL_READ = 64 << 10
 _splice = getattr(os, "splice", None)
+_NONBLOCK = getattr(os, "SPLICE_F_NONBLOCK", 0)
 # What splice(2) answers when one of the two files cannot be spliced.
 _SPLICE_UNSUPPORTED = frozenset(
     {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ESPIPE}
@@ -109,7 +110,10 @@ class PayloadMover:
         self._view = memoryview(self._buffer)
         self._poll = select.poll() if self.use_splice and hasattr(select, "poll") else None
         if self._poll is not None:
-            self._poll.register(sock.fileno(), select.POLLIN)
+            self._poll.register(out_fd, select.POLLOUT)
+            # No events asked: only POLLHUP/POLLERR, i.e. the channel was aborted
+            # (shutdown) while waiting for room in the pipe.
+            self._poll.register(sock.fileno(), 0)
 
     def move(self) -> int | list[Control] | None:
         """One step: payload bytes moved (an int > 0), control frames, or None at EOF.
@@ -172,24 +176,38 @@ class PayloadMover:
         return size
 
     def _splice(self, want: int) -> int | None:
-        """Splice up to `want` bytes; 0 at EOF, None when splicing is not possible here."""
+        """Splice up to `want` bytes; 0 at EOF, None when splicing is not possible here.
+
+        SPLICE_F_NONBLOCK makes only the pipe side non-blocking (the socket stays
+        blocking): a splice that blocks waits for the server, and a full pipe (a slow
+        ssh) answers EAGAIN, so the keepalive can tell the two apart without a poll
+        before every splice.
+        """
         assert _splice is not None
-        if self._poll is not None and not self._poll.poll(0):
-            # Nothing to read yet: waiting for the server, not for ssh.
+        while True:
             self._waiting(True)
             try:
-                self._poll.poll()
+                return int(_splice(self.sock.fileno(), self.out_fd, want, flags=_NONBLOCK))
+            except BlockingIOError:
+                pass  # the pipe is full: wait for ssh below, then splice again
+            except OSError as exc:
+                if exc.errno in _SPLICE_UNSUPPORTED:
+                    self.use_splice = False
+                    self._buffer = bytearray(MAX_MOVE)
+                    self._view = memoryview(self._buffer)
+                    self._on_fallback(exc)
+                    return None
+                if exc.errno == errno.EPIPE:
+                    raise SinkFailed(exc) from None
+                raise
             finally:
                 self._waiting(False)
-        try:
-            return int(_splice(self.sock.fileno(), self.out_fd, want))
-        except OSError as exc:
-            if exc.errno in _SPLICE_UNSUPPORTED:
-                self.use_splice = False
-                self._on_fallback(exc)
-                self._buffer = bytearray(MAX_MOVE)
-                self._view = memoryview(self._buffer)
-                return None
-            if exc.errno == errno.EPIPE:
-                raise SinkFailed(exc) from None
-            raise
+            self._wait_for_room()
+
+    def _wait_for_room(self) -> None:
+        """Block until the pipe has room, its reader is gone or the socket was shut down.
+
+        The next splice then moves bytes, fails with EPIPE, or sees the end.
+        """
+        if self._poll is not None:
+            self._poll.poll()
