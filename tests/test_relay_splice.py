@@ -316,3 +316,49 @@ def test_real_ssh_downloads_through_both_paths(
     assert hashlib.sha256(down.stdout).hexdigest() == expected
     spliced = "downloads: os.splice" in log.read_text()
     assert spliced == (splice_on == "1")
+
+
+def test_a_silent_server_times_out_while_splicing() -> None:
+    # The keepalive must still see a reader that waits for the server in splice().
+    with tcp_pair() as (client, _server):
+        channel = WebSocketChannel(client, b"", ping_interval=0.1, ping_timeout=0.3)
+        r, w = os.pipe()
+        try:
+            start = time.monotonic()
+            assert channel.recv_to_fd(w) is None
+            assert time.monotonic() - start < 5
+        finally:
+            os.close(r)
+            os.close(w)
+    error = close_error(channel.close_info, TunnelTarget("s"))
+    assert error is not None and error.message.startswith("the server stopped answering")
+
+
+def test_a_full_pipe_is_not_taken_for_a_dead_server() -> None:
+    # ssh does not read for a while: the pipe fills, splice() waits for room, and the
+    # keepalive (whose pings the server here never answers) must not give up.
+    wire, payload = wire_of([("binary", 256 << 10)] * 12)
+    with tcp_pair() as (client, server):
+        channel = WebSocketChannel(client, b"", ping_interval=0.05, ping_timeout=0.1)
+        sender = serve(server, wire, [])
+        r, w = os.pipe()
+        out = bytearray()
+        moved: list[int | None] = []
+
+        def pump() -> None:
+            while (n := channel.recv_to_fd(w)) is not None:
+                moved.append(n)
+            moved.append(None)
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        time.sleep(0.8)  # nobody reads the pipe (64 KiB) meanwhile
+        assert channel.close_info is None
+        reader = read_pipe(r, out)
+        sender.join(10)
+        thread.join(10)
+        os.close(w)
+        reader.join(10)
+        os.close(r)
+    assert bytes(out) == payload
+    assert channel.close_info is not None and channel.close_info.code == 1000
