@@ -11,7 +11,8 @@ end of a frame. Pings are answered; a close frame is echoed and ends the bridge.
 Not a model of the server (that is `tests/emulator`); a yardstick. It never imports
 sshkit.
 
-Usage: bench/lean_bridge.py LISTEN_PORT TARGET_PORT  (prints "ready" when listening)
+Usage: bench/lean_bridge.py LISTEN_PORT TARGET_PORT [CERT KEY]  (prints "ready" when
+listening; with CERT and KEY it serves TLS, wss://)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -65,7 +67,10 @@ def downstream(target: socket.socket, client: socket.socket, lock: threading.Loc
     try:
         while size := target.recv_into(buffer):
             with lock:
-                client.sendmsg([header(0x2, size), view[:size]])
+                if isinstance(client, ssl.SSLSocket):  # no sendmsg on TLS sockets
+                    client.sendall(header(0x2, size) + view[:size])
+                else:
+                    client.sendmsg([header(0x2, size), view[:size]])
         with lock:
             client.sendall(header(0x8, 2) + struct.pack("!H", 1001))
     except OSError:
@@ -133,12 +138,14 @@ def upstream(
         pending += memoryview(buffer)[:size]
 
 
-def bridge(client: socket.socket, target_port: int) -> None:
+def bridge(client: socket.socket, target_port: int, tls: ssl.SSLContext | None) -> None:
     with client:
         try:
+            if tls is not None:
+                client = tls.wrap_socket(client, server_side=True)
             rest = handshake(client)
             target = socket.create_connection(("127.0.0.1", target_port))
-        except (OSError, EOFError):
+        except (OSError, EOFError, ssl.SSLError):
             return
         with target:
             for sock in (client, target):
@@ -155,6 +162,10 @@ def bridge(client: socket.socket, target_port: int) -> None:
 
 def main() -> int:
     listen_port, target_port = int(sys.argv[1]), int(sys.argv[2])
+    tls = None
+    if len(sys.argv) == 5:  # CERT KEY: serve wss:// (TLS in this process, as a server would)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(sys.argv[3], sys.argv[4])
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("127.0.0.1", listen_port))
@@ -162,7 +173,7 @@ def main() -> int:
     print("ready", flush=True)
     while True:
         client, _ = server.accept()
-        threading.Thread(target=bridge, args=(client, target_port), daemon=True).start()
+        threading.Thread(target=bridge, args=(client, target_port, tls), daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from sshkit.credentials import read_login
 from sshkit.errors import ExitCode
 from tests.emulator_fixture import EmulatorFactory
 from tests.relay_e2e_support import make_client
+from tests.relay_fakes import FakeTunnelServer
 
 HEAVY = ("typer", "click", "requests", "cryptography", "paramiko", "aiohttp", "rich")
 
@@ -35,17 +37,65 @@ def refused_env() -> dict[str, str]:
     )
 
 
+def imported_modules(stderr: bytes) -> set[str]:
+    """The modules named by `python -X importtime` on `stderr`."""
+    return {
+        line.split("|")[-1].strip()
+        for line in stderr.decode().splitlines()
+        if line.startswith("import time:")
+    }
+
+
+def hot_path_offenders(modules: set[str]) -> list[str]:
+    """Modules the relay's start-up must not import.
+
+    Besides the heavy libraries: `importlib.metadata` (websockets' version lookup,
+    about 13 ms) and any `websockets` module, since importing one runs the package's
+    `__init__` and with it that lookup; the relay loads only the C extension
+    `websockets.speedups`, by file, which `-X importtime` does not list.
+    """
+    return sorted(
+        m
+        for m in modules
+        if m.split(".")[0] in HEAVY
+        or m.split(".")[0] == "websockets"
+        or m.startswith("importlib.metadata")
+        or m in ("argparse", "urllib.request", "logging", "uuid", "email", "encodings.idna")
+    )
+
+
 def test_relay_imports_only_what_it_needs() -> None:
     proc = run("-X", "importtime", "-m", "sshkit", "relay", "demo", env=refused_env())
     assert proc.returncode == ExitCode.NETWORK
-    modules = {
-        line.split("|")[-1].strip()
-        for line in proc.stderr.decode().splitlines()
-        if line.startswith("import time:")
-    }
-    assert "websockets.sync.client" in modules
-    loaded_heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY)
-    assert loaded_heavy == []
+    modules = imported_modules(proc.stderr)
+    assert "sshkit.relay.handshake" in modules
+    assert hot_path_offenders(modules) == []
+
+
+def test_a_whole_relay_run_imports_only_what_it_needs(tmp_path: Path) -> None:
+    # Through the handshake, a greeting on stdout and the close: the data path's
+    # imports (the splice module included) count too.
+    with FakeTunnelServer().running() as server:
+        env = dict(refused_env(), SSHKIT_ENDPOINT=server.endpoint)
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "sshkit", "relay", "greet"],
+            input=b"",
+            capture_output=True,
+            timeout=60,
+            env=env,
+        )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert proc.stdout == b"HELLO\n"
+    modules = imported_modules(proc.stderr)
+    assert {"sshkit.relay.handshake", "sshkit.relay.proxy"} <= modules
+    assert hot_path_offenders(modules) == []
+
+
+def test_a_proxy_in_the_environment_takes_the_library_path() -> None:
+    env = dict(refused_env(), HTTP_PROXY="http://127.0.0.1:9")
+    proc = run("-X", "importtime", "-m", "sshkit", "relay", "demo", env=env)
+    assert proc.returncode == ExitCode.NETWORK
+    assert "websockets.sync.client" in imported_modules(proc.stderr)
 
 
 def test_errors_are_one_line_on_stderr_and_stdout_stays_empty() -> None:
@@ -130,3 +180,67 @@ def test_log_file_records_events_but_no_secrets(
     for secret in secrets:
         assert secret not in text
     assert "app=sshd" not in text  # the query string is not logged
+
+
+def typer_relay_command() -> Any:
+    """The click command typer builds for `sshkit relay` (typer may vendor click)."""
+    import typer.main
+
+    from sshkit.cli import _register_commands, app
+
+    _register_commands()
+    return typer.main.get_command(app).commands["relay"]  # type: ignore[attr-defined]
+
+
+def test_fast_path_and_typer_define_the_same_options() -> None:
+    from sshkit.cli._relay_cmd import RELAY_OPTIONS
+
+    command = typer_relay_command()
+    # Types are compared by parsing, in test_fast_parser_agrees_with_typer.
+    typer_options = {
+        p.opts[0]: (p.default, p.help)
+        for p in command.params
+        if p.param_type_name == "option" and p.opts[0] != "--help"
+    }
+    table = {o.flag: (o.default, o.help) for o in RELAY_OPTIONS}
+    assert typer_options == table
+    arguments = [p.name for p in command.params if p.param_type_name == "argument"]
+    assert arguments == ["host"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo"],
+        ["--app", "jupyter", "demo"],
+        ["--suffix=.bai", "demo.bai", "--timeout", "2.5"],
+        ["--profile", "p", "--log-file", "/tmp/x.log", "--", "-odd-name"],
+    ],
+)
+def test_fast_parser_agrees_with_typer(argv: list[str]) -> None:
+    from sshkit.cli._relay_cmd import RELAY_OPTIONS, parse_relay_args
+
+    ctx = typer_relay_command().make_context("relay", list(argv))
+    rename = {"app_name": "app"}
+    from_typer = {rename.get(k, k): v for k, v in ctx.params.items()}
+    assert parse_relay_args(argv) == from_typer
+    assert set(from_typer) == {"host"} | {o.dest for o in RELAY_OPTIONS}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "the following arguments are required: host"),
+        (["a", "b"], "unrecognized arguments: b"),
+        (["--nope", "a"], "unrecognized arguments: --nope"),
+        (["a", "--timeout"], "argument --timeout: expected one argument"),
+        (["a", "--timeout", "soon"], "argument --timeout: invalid float value: 'soon'"),
+    ],
+)
+def test_fast_parser_usage_errors(argv: list[str], message: str) -> None:
+    from sshkit.cli._relay_cmd import parse_relay_args
+    from sshkit.errors import UsageError
+
+    with pytest.raises(UsageError) as info:
+        parse_relay_args(argv)
+    assert info.value.message == message

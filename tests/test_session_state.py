@@ -3,6 +3,7 @@ diagnosis, and the relay's first-byte watchdog. Fake clients and channels, fake 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -176,3 +177,47 @@ def test_watchdog_stays_quiet_once_bytes_came() -> None:
     assert not watch.silent and not inner.aborted.is_set()
     watch.abort()
     assert watch.recv() is None and not watch.silent
+
+
+class SplicingChannel(SilentChannel):
+    """A channel that moves payloads to an fd itself, as the websocket does with splice."""
+
+    def __init__(self, payloads: list[bytes]) -> None:
+        super().__init__()
+        self.payloads = list(payloads)
+
+    def direct_sink_supported(self, fd: int) -> bool:
+        return True
+
+    def recv_to_fd(self, fd: int) -> int | None:
+        if self.payloads:
+            return os.write(fd, self.payloads.pop(0))
+        self.aborted.wait(30)
+        return None
+
+
+def test_watchdog_keeps_the_splice_path_and_sees_its_first_byte() -> None:
+    inner = SplicingChannel([b"SSH-2.0-OpenSSH_9.2\r\n"])
+    watch = FirstByteWatch(inner, 0.3).start()
+    read_end, write_end = os.pipe()
+    try:
+        assert watch.direct_sink_supported(write_end)
+        assert watch.recv_to_fd(write_end) == 21
+        assert os.read(read_end, 100) == b"SSH-2.0-OpenSSH_9.2\r\n"
+        time.sleep(0.6)
+        assert not watch.silent and not inner.aborted.is_set()
+    finally:
+        watch.abort()
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_watchdog_without_a_splicing_channel_says_so() -> None:
+    assert not FirstByteWatch(SilentChannel(), 1).direct_sink_supported(1)
+
+
+def test_watchdog_fires_on_a_silent_splice_path() -> None:
+    inner = SplicingChannel([])
+    watch = FirstByteWatch(inner, 0.3).start()
+    assert watch.recv_to_fd(1) is None
+    assert watch.silent

@@ -2,41 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from sshkit.cli import _relay_cmd
 from sshkit.cli._app import app
+from sshkit.cli._complete import complete_session
 
-_PROFILE = typer.Option("--profile", help="Login profile to use.")
-_APP = typer.Option("--app", help="The session's service to reach.")
-_LOG = typer.Option(
-    "--log-file", help="Append a diagnostic log here (no secrets). Also: SSHKIT_LOG."
-)
-_TIMEOUT = typer.Option("--timeout", help="Seconds to wait for the tunnel to open.")
-_RELAY_TIMEOUT = typer.Option(
-    "--timeout", help="Seconds to wait for the tunnel to open, and then for sshd to speak."
-)
+
+def _option(dest: str) -> Any:
+    """The typer option for `dest`, from the fast path's table (defined once there)."""
+    option = _relay_cmd.relay_option(dest)
+    return typer.Option(option.flag, help=option.help)
+
+
+_PROFILE = _option("profile")
+_APP = _option("app")
+_LOG = _option("log_file")
+_TIMEOUT = _option("timeout")
+_FORWARD_TIMEOUT = typer.Option("--timeout", help="Seconds to wait for the tunnel to open.")
 
 
 @app.command("relay")
 def relay_command(
     host: Annotated[str, typer.Argument(help="Session name, or SESSION<SUFFIX> with --suffix.")],
     app_name: Annotated[str, _APP] = _relay_cmd.DEFAULT_APP,
-    suffix: Annotated[
-        str | None, typer.Option("--suffix", help="Strip this suffix from HOST.")
-    ] = None,
+    suffix: Annotated[str | None, _option("suffix")] = None,
     profile: Annotated[str | None, _PROFILE] = None,
     log_file: Annotated[str | None, _LOG] = None,
-    timeout: Annotated[float, _RELAY_TIMEOUT] = _relay_cmd.DEFAULT_TIMEOUT,
-    wait: Annotated[
-        float | None,
-        typer.Option(
-            "--wait",
-            help="Seconds to wait for a session that is still starting (default: --timeout).",
-        ),
-    ] = None,
+    timeout: Annotated[float, _TIMEOUT] = _relay_cmd.DEFAULT_TIMEOUT,
+    wait: Annotated[float | None, _option("wait")] = None,
 ) -> None:
     """Carry an SSH connection over the session's tunnel (use as ssh's ProxyCommand).
 
@@ -44,7 +40,7 @@ def relay_command(
     open, sshd must answer within --timeout seconds; otherwise the relay asks the
     server why and exits with that cause.
 
-    Example: ssh -o ProxyCommand='sshkit relay %h' work@my-session
+    Example: ssh -o ProxyCommand='sshkit relay -- %h' work@my-session
     """
     _relay_cmd.relay(
         host,
@@ -59,7 +55,7 @@ def relay_command(
 
 @app.command("forward")
 def forward_command(
-    session: Annotated[str, typer.Argument(help="Session name.")],
+    session: Annotated[str, typer.Argument(help="Session name.", autocompletion=complete_session)],
     bind: Annotated[
         str | None,
         typer.Option(
@@ -72,7 +68,7 @@ def forward_command(
     app_name: Annotated[str, _APP] = _relay_cmd.DEFAULT_APP,
     profile: Annotated[str | None, _PROFILE] = None,
     log_file: Annotated[str | None, _LOG] = None,
-    timeout: Annotated[float, _TIMEOUT] = _relay_cmd.DEFAULT_TIMEOUT,
+    timeout: Annotated[float, _FORWARD_TIMEOUT] = _relay_cmd.DEFAULT_TIMEOUT,
     wait: Annotated[
         float,
         typer.Option("--wait", help="Seconds to wait for a session that is still starting."),

@@ -19,7 +19,11 @@ protocol error, as is a masked server frame (RFC 6455 §5.1).
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+import os
 import struct
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -43,11 +47,40 @@ class FrameError(Exception):
 
 
 def _load_apply_mask() -> Callable[[Buffer, bytes], bytes]:
+    """The library's C `apply_mask`, loaded without importing the `websockets` package.
+
+    The package's `__init__` looks its version up with `importlib.metadata` (about
+    13 ms of every relay's start-up), so the extension module is loaded from the
+    package's directory directly. Falls back to the package's own import, then to
+    its pure-Python mask, when the extension is not there.
+    """
+    loaded = sys.modules.get("websockets.speedups")
+    if loaded is not None:
+        return loaded.apply_mask  # type: ignore[no-any-return]
     try:
+        spec = importlib.util.find_spec("websockets")
+    except (ImportError, ValueError):  # pragma: no cover - websockets is a dependency
+        spec = None
+    for directory in (spec.submodule_search_locations or []) if spec else []:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = os.path.join(directory, "speedups" + suffix)
+            if not os.path.isfile(path):
+                continue
+            loader = importlib.machinery.ExtensionFileLoader("websockets.speedups", path)
+            module_spec = importlib.util.spec_from_loader("websockets.speedups", loader)
+            if module_spec is None:  # pragma: no cover
+                continue
+            try:
+                module = importlib.util.module_from_spec(module_spec)
+                loader.exec_module(module)
+            except ImportError:  # pragma: no cover - built for another interpreter
+                continue
+            return module.apply_mask  # type: ignore[no-any-return]
+    try:  # pragma: no cover - websockets built without its C extension
         from websockets.speedups import apply_mask
-    except ImportError:  # pragma: no cover - websockets built without its C extension
+    except ImportError:  # pragma: no cover
         from websockets.utils import apply_mask
-    return apply_mask
+    return apply_mask  # pragma: no cover
 
 
 apply_mask: Callable[[Buffer, bytes], bytes] = _load_apply_mask()
@@ -170,6 +203,33 @@ class FrameParser:
             if self._remaining == 0:
                 self._end_data_frame(message)
         return events
+
+    def next_read(self) -> tuple[int, bool]:
+        """How many bytes to read next without passing the end of the current part.
+
+        Returns (count, binary): `binary` says that the bytes are binary payload,
+        which the caller may move elsewhere (`os.splice`) and account for with
+        `skip`; otherwise they are header, control or text bytes for `feed`.
+        """
+        if self._opcode is None:
+            head = self._head
+            return (2 if len(head) < 2 else _header_length(head[1])) - len(head), False
+        opcode = self._opcode
+        message = self._message if opcode == OP_CONTINUATION else opcode
+        return self._remaining, message == OP_BINARY and opcode not in _CONTROL_OPCODES
+
+    def skip(self, count: int) -> None:
+        """Account for `count` bytes of binary payload that the caller moved itself.
+
+        Raises ValueError when the parser is not inside a binary payload that long.
+        """
+        count_wanted, binary = self.next_read()
+        if not binary or count > count_wanted:
+            raise ValueError("skip() outside a binary payload or past its end")
+        self._remaining -= count
+        if self._remaining == 0:
+            opcode = self._opcode
+            self._end_data_frame(self._message if opcode == OP_CONTINUATION else opcode)
 
     def _end_data_frame(self, message: int | None) -> None:
         self._opcode = None

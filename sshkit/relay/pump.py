@@ -176,6 +176,31 @@ class Pump:
         self.wait()
         return self.result
 
+    def _downstream_to_fd(self, fd: int) -> None:
+        """`_downstream` for a channel that writes payloads to the sink's fd itself (splice)."""
+        result = self.result
+        recv_to_fd = self.channel.recv_to_fd  # type: ignore[attr-defined]
+        try:
+            while True:
+                try:
+                    moved = recv_to_fd(fd)
+                except OSError as exc:
+                    result.sink_error = exc
+                    self.channel.abort()
+                    break
+                if moved is None:
+                    break
+                result.bytes_down += moved
+                result.messages_down += 1
+        finally:
+            result.close = self.channel.close_info
+            try:
+                self.sink.close()
+            except OSError as exc:
+                if result.sink_error is None:
+                    result.sink_error = exc
+            self._done.set()
+
     def _upstream(self) -> None:
         result = self.result
         while True:
@@ -200,6 +225,10 @@ class Pump:
             result.messages_up += 1
 
     def _downstream(self) -> None:
+        fd = _direct_fd(self.sink, self.channel)
+        if fd is not None:
+            self._downstream_to_fd(fd)
+            return
         result = self.result
         try:
             while True:
@@ -222,3 +251,20 @@ class Pump:
                 if result.sink_error is None:
                     result.sink_error = exc
             self._done.set()
+
+
+def _direct_fd(sink: ByteSink, channel: Channel) -> int | None:
+    """The sink's fd when the channel can write payloads into it directly, else None.
+
+    Both sides opt in: a sink with `direct_fd()` (stdout) and a channel with
+    `direct_sink_supported(fd)` and `recv_to_fd(fd)` (a websocket on plain TCP,
+    into a pipe, on Linux).
+    """
+    direct_fd = getattr(sink, "direct_fd", None)
+    supported = getattr(channel, "direct_sink_supported", None)
+    if direct_fd is None or supported is None:
+        return None
+    fd = direct_fd()
+    if fd is None or not supported(fd):
+        return None
+    return int(fd)

@@ -86,6 +86,10 @@ class FdSink:
             written = os.write(self.fd, view)
             view = view[written:]
 
+    def direct_fd(self) -> int | None:
+        """The fd, for a channel that writes into it itself (`Pump`, os.splice)."""
+        return None if self._closed else self.fd
+
     def close(self) -> None:
         if not self._hold_open:
             self.release()

@@ -54,6 +54,24 @@ class FirstByteWatch:
             self._first.set()
         return data
 
+    def direct_sink_supported(self, fd: int) -> bool:
+        """Whether the inner channel can move payloads to `fd` itself (splice).
+
+        Passed through so that watching the first byte never costs the download path.
+        """
+        supported = getattr(self._inner, "direct_sink_supported", None)
+        return bool(supported is not None and supported(fd))
+
+    def recv_to_fd(self, fd: int) -> int | None:
+        """The inner channel's `recv_to_fd`, noting the first byte. Raises what it raises."""
+        moved: int | None = self._inner.recv_to_fd(fd)  # type: ignore[attr-defined]
+        if moved is None:
+            self._done.set()
+            self._first.set()
+        elif moved:
+            self._first.set()
+        return moved
+
     def close_send(self) -> None:
         self._inner.close_send()
 

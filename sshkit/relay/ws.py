@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     from websockets.client import ClientProtocol
     from websockets.sync.utils import Deadline
 
+    from sshkit.relay.splice import PayloadMover
+
 DEFAULT_OPEN_TIMEOUT = 10.0
 # Idle proxies and load balancers drop websockets after about 60 s of silence;
 # a ping every 20 s keeps them open. A pong missing for 20 s more means the
@@ -261,6 +263,7 @@ class WebSocketChannel:
         # TLS sockets have no scatter-gather send.
         self._sendmsg = None if isinstance(sock, ssl.SSLSocket) else getattr(sock, "sendmsg", None)
         self._recv_into = getattr(sock, "recv_into", None)
+        self._mover: PayloadMover | None = None
         self._close_sent = False
         self._we_closed = False
         self._failure: str | None = None
@@ -380,6 +383,69 @@ class WebSocketChannel:
                 else:
                     self._pending.append(event)
         return self._pending.popleft()
+
+    # --- receiving straight into a file descriptor (sshkit.relay.splice) ---------------
+
+    def direct_sink_supported(self, fd: int) -> bool:
+        """Whether `recv_to_fd(fd)` can move payloads without Python copies (os.splice).
+
+        True on Linux for a plain TCP socket and a pipe; the pump then uses
+        `recv_to_fd` instead of `recv`. TLS and other sinks keep `recv`.
+        """
+        from sshkit.relay.splice import can_splice
+
+        return can_splice(self._sock, fd)
+
+    def recv_to_fd(self, fd: int) -> int | None:
+        """Move the next received payload bytes to `fd`; return how many, or None at the end.
+
+        Like `recv`, but the payload never enters Python where the kernel can splice
+        it. Raises OSError when writing to `fd` failed (the reader went away); socket
+        errors and broken framing end the channel (None).
+        """
+        from sshkit.relay.splice import PayloadMover, SinkFailed
+
+        mover = self._mover
+        if mover is None or mover.out_fd != fd:
+            leftover, self._leftover = self._leftover, b""
+            mover = self._mover = PayloadMover(
+                self._sock,
+                fd,
+                self._parser,
+                leftover,
+                use_splice=True,
+                waiting=self._set_waiting,
+                on_fallback=self._splice_refused,
+            )
+            if self._log:
+                self._log.write(f"downloads: os.splice from the socket into fd {fd}")
+        while not self._finished.is_set():
+            try:
+                result = mover.move()
+            except SinkFailed as exc:
+                raise exc.error from None
+            except FrameError as exc:
+                self._fail(f"protocol error: {exc}", 1002)
+                break
+            except OSError as exc:
+                self._finish(None, self._failure or exc.strerror or exc.__class__.__name__)
+                break
+            if result is None:
+                self._finish(None, self._failure or "no close frame")
+                break
+            if isinstance(result, int):
+                return result
+            for event in result:
+                if self._control(event):
+                    break
+        return None
+
+    def _splice_refused(self, error: OSError) -> None:
+        if self._log:
+            self._log.write(f"downloads: splice refused ({error.strerror}); copying instead")
+
+    def _set_waiting(self, waiting: bool) -> None:
+        self._waiting_since = time.monotonic() if waiting else None
 
     def _read(self) -> Buffer:
         """One read from the socket; b"" once it ended (the channel is then finished)."""
@@ -607,26 +673,68 @@ def _connect(
 ) -> tuple[socket.socket, bytes]:
     """Connect and upgrade; return the socket and the bytes received after the answer.
 
-    `websockets` opens the socket (proxies, TLS); the handshake is ours. The socket
-    is closed on any failure. Raises what `websockets`, `ssl` and `socket` raise.
+    Without a proxy the stdlib does it (`sshkit.relay.handshake`: no `websockets`
+    import on the start-up path); with one, `websockets` opens the connection.
+    Raises what `sshkit.relay.handshake.open_direct` raises.
+    """
+    from sshkit.relay.handshake import open_direct, proxy_configured
+
+    if proxy_configured():
+        return _connect_with_library(url, context, headers, user_agent, timeout)
+    return open_direct(url, context, headers, user_agent, timeout)
+
+
+def _connect_with_library(
+    url: str,
+    context: ssl.SSLContext | None,
+    headers: Mapping[str, str],
+    user_agent: str,
+    timeout: float,
+) -> tuple[socket.socket, bytes]:
+    """`_connect` through `websockets` (proxies, TLS); the handshake is checked by it.
+
+    The socket is closed on any failure. The library's errors become those of
+    `sshkit.relay.handshake` (a proxy failure is a NetworkError); `ssl`, `socket`
+    and timeout errors pass through.
     """
     from websockets.client import ClientProtocol
+    from websockets.exceptions import (
+        InvalidHandshake,
+        InvalidProxy,
+        InvalidStatus,
+        InvalidURI,
+        ProxyError,
+    )
     from websockets.sync.client import reconnect
     from websockets.sync.utils import Deadline
 
-    opener = reconnect(url, ssl=context, user_agent_header=user_agent, compression=None)
-    deadline = Deadline(timeout)
-    sock = opener.open_socket(deadline)
+    from sshkit.relay.handshake import BadTunnelURL, HandshakeFailed, HandshakeStatus
+
+    where = urlsplit(url).hostname or "the server"
     try:
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-        if context is not None:
-            sock = opener.enable_tls(sock, deadline)
-        protocol = ClientProtocol(opener.ws_uri, extensions=None, max_size=None)
-        return sock, _handshake(sock, protocol, headers, user_agent, deadline)
-    except BaseException:
-        sock.close()
-        raise
+        opener = reconnect(url, ssl=context, user_agent_header=user_agent, compression=None)
+        deadline = Deadline(timeout)
+        sock = opener.open_socket(deadline)
+        try:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+            if context is not None:
+                sock = opener.enable_tls(sock, deadline)
+            protocol = ClientProtocol(opener.ws_uri, extensions=None, max_size=None)
+            return sock, _handshake(sock, protocol, headers, user_agent, deadline)
+        except BaseException:
+            sock.close()
+            raise
+    except InvalidStatus as exc:
+        raise HandshakeStatus(exc.response.status_code, bytes(exc.response.body or b"")) from None
+    except (InvalidProxy, ProxyError) as exc:
+        raise NetworkError(f"the proxy refused the connection to {where}: {exc}") from None
+    except InvalidURI as exc:
+        raise BadTunnelURL(exc.msg) from None
+    except InvalidHandshake as exc:
+        raise HandshakeFailed(str(exc)) from None
+    except ImportError as exc:  # a SOCKS proxy without python-socks
+        raise NetworkError(str(exc)) from None
 
 
 def open_channel(
@@ -646,15 +754,8 @@ def open_channel(
     NotFoundError, ServerError (HTTP answers), NetworkError (DNS, TCP, TLS, proxy,
     timeout) or RelayError.
     """
-    from websockets.exceptions import (
-        InvalidHandshake,
-        InvalidProxy,
-        InvalidStatus,
-        InvalidURI,
-        ProxyError,
-    )
-
     from sshkit import __version__
+    from sshkit.relay.handshake import BadTunnelURL, HandshakeFailed, HandshakeStatus
 
     parts = urlsplit(url)
     where = parts.hostname or "the server"
@@ -667,11 +768,10 @@ def open_channel(
         log.write(f"connecting to {parts.scheme}://{parts.netloc}{parts.path}")
     try:
         sock, leftover = _connect(url, context, extra, user_agent, timeout)
-    except InvalidStatus as exc:
-        status = exc.response.status_code
+    except HandshakeStatus as exc:
         if log:
-            log.write(f"handshake answered HTTP {status}")
-        raise handshake_error(status, exc.response.body, target) from None
+            log.write(f"handshake answered HTTP {exc.status}")
+        raise handshake_error(exc.status, exc.body, target) from None
     except TimeoutError:
         raise NetworkError(
             f"no websocket handshake from {where} within {timeout:g} s",
@@ -682,14 +782,10 @@ def open_channel(
             f"TLS certificate of {where} could not be verified: {exc.verify_message}",
             hint="set the CA bundle with `sshkit login --ca-bundle FILE`",
         ) from None
-    except (InvalidProxy, ProxyError) as exc:
-        raise NetworkError(f"the proxy refused the connection to {where}: {exc}") from None
-    except InvalidURI as exc:
-        raise RelayError(f"invalid tunnel URL: {exc.msg}") from None
-    except InvalidHandshake as exc:
+    except BadTunnelURL as exc:
+        raise RelayError(f"invalid tunnel URL: {exc}") from None
+    except HandshakeFailed as exc:
         raise ServerError(f"{where} did not complete the websocket handshake: {exc}") from None
-    except ImportError as exc:  # a SOCKS proxy without python-socks
-        raise NetworkError(str(exc)) from None
     except OSError as exc:
         reason = exc.strerror or str(exc) or exc.__class__.__name__
         raise NetworkError(f"cannot reach {where}: {reason}") from None
