@@ -32,9 +32,12 @@ def home_dir(environ: Mapping[str, str] | None = None, platform: str | None = No
     first here would put the key under `$HOME\\.ssh` while ssh reads
     `%USERPROFILE%\\.ssh\\config`.
     POSIX: `$HOME`, else the password database, as Python's `expanduser` and
-    the shells do. (OpenSSH itself expands `~` from the password database; the
+    the shells do. (OpenSSH expands `~` in IdentityFile and the like from the
+    password database, but `Include` through glob(3), which reads `$HOME`; the
     two agree unless HOME was moved on purpose, and honouring `HOME` is what
-    lets tests and sandboxes keep sshkit away from the real `~/.ssh`.)
+    lets tests and sandboxes keep sshkit away from the real `~/.ssh`. sshkit
+    writes absolute paths into ssh_config, so ssh's own `~` rule never applies
+    to them.)
     `environ`/`platform` default to `os.environ`/`sys.platform`.
     Raises LocalFileError when no home directory can be determined.
     """
