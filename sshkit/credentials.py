@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sshkit.errors import ConfigError, LocalFileError
-from sshkit.localfs import atomic_write, ensure_private_dir
+from sshkit.localfs import atomic_write, ensure_private_dir, home_dir
 
 _PROFILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _FORMAT_VERSION = 1
@@ -53,11 +53,6 @@ def check_profile_name(profile: str) -> str:
     return profile
 
 
-def _home(environ: Mapping[str, str]) -> Path:
-    home = environ.get("HOME") or environ.get("USERPROFILE")
-    return Path(home) if home else Path.home()
-
-
 def state_dir(environ: Mapping[str, str] | None = None) -> Path:
     """Where sshkit keeps logins: `$XDG_STATE_HOME/sshkit` (or the platform equivalent)."""
     env = os.environ if environ is None else environ
@@ -65,10 +60,10 @@ def state_dir(environ: Mapping[str, str] | None = None) -> Path:
         return Path(env["SSHKIT_STATE_DIR"])
     if sys.platform == "win32":
         base = env.get("LOCALAPPDATA")
-        return Path(base) / "sshkit" if base else _home(env) / "AppData" / "Local" / "sshkit"
+        return Path(base) / "sshkit" if base else home_dir(env) / "AppData" / "Local" / "sshkit"
     if sys.platform == "darwin" and not env.get("XDG_STATE_HOME"):
-        return _home(env) / "Library" / "Application Support" / "sshkit"
-    base = env.get("XDG_STATE_HOME") or str(_home(env) / ".local" / "state")
+        return home_dir(env) / "Library" / "Application Support" / "sshkit"
+    base = env.get("XDG_STATE_HOME") or str(home_dir(env) / ".local" / "state")
     return Path(base) / "sshkit"
 
 

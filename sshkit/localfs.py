@@ -12,7 +12,7 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from sshkit.errors import LocalFileError
@@ -20,6 +20,73 @@ from sshkit.errors import LocalFileError
 BACKUP_SUFFIX = ".sshkit-backup"
 LOCK_SUFFIX = ".sshkit-lock"
 LOCK_TIMEOUT = 30.0
+
+
+def home_dir(environ: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+    """The user's home directory: the one `~` and `~/.ssh` mean to the ssh client.
+
+    Windows: `%USERPROFILE%` (else `%HOMEDRIVE%%HOMEPATH%`), and `HOME` is ignored.
+    OpenSSH for Windows takes `~` from its `getpwuid`, which answers the profile
+    directory registered for the user's SID (`ProfileImagePath`, what `USERPROFILE`
+    holds); a `HOME` set by Git Bash, MSYS or Cygwin never moves it. Taking `HOME`
+    first here would put the key under `$HOME\\.ssh` while ssh reads
+    `%USERPROFILE%\\.ssh\\config`.
+    POSIX: `$HOME`, else the password database, as Python's `expanduser` and
+    the shells do. (OpenSSH expands `~` in IdentityFile and the like from the
+    password database, but `Include` through glob(3), which reads `$HOME`; the
+    two agree unless HOME was moved on purpose, and honouring `HOME` is what
+    lets tests and sandboxes keep sshkit away from the real `~/.ssh`. sshkit
+    writes absolute paths into ssh_config, so ssh's own `~` rule never applies
+    to them.)
+    `environ`/`platform` default to `os.environ`/`sys.platform`.
+    Raises LocalFileError when no home directory can be determined.
+    """
+    env = os.environ if environ is None else environ
+    plat = sys.platform if platform is None else platform
+    if plat == "win32":
+        if env.get("USERPROFILE"):
+            return Path(env["USERPROFILE"])
+        if env.get("HOMEDRIVE") and env.get("HOMEPATH"):
+            return Path(env["HOMEDRIVE"] + env["HOMEPATH"])
+    elif env.get("HOME"):
+        return Path(env["HOME"])
+    else:
+        try:
+            import pwd
+
+            return Path(pwd.getpwuid(os.getuid()).pw_dir)
+        except (ImportError, KeyError):
+            pass
+    raise LocalFileError(
+        "cannot determine the home directory (set USERPROFILE on Windows, HOME elsewhere)"
+    )
+
+
+def ssh_dir(environ: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+    """The user's `~/.ssh` (see `home_dir` for which home). Raises LocalFileError."""
+    return home_dir(environ, platform) / ".ssh"
+
+
+def expand_user(
+    path: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+    platform: str | None = None,
+) -> Path:
+    """`path` with a leading `~` replaced by `home_dir()`, so it names what ssh would.
+
+    `~user/...` is left to `os.path.expanduser` (the password database). Other
+    paths are returned unchanged. Raises LocalFileError (see `home_dir`).
+    """
+    text = os.fspath(path)
+    if not text.startswith("~"):
+        return Path(text)
+    plat = sys.platform if platform is None else platform
+    seps = ("/", "\\") if plat == "win32" else ("/",)
+    if text == "~" or text[1] in seps:
+        rest = text[1:].lstrip("".join(seps))
+        home = home_dir(environ, plat)
+        return home / rest if rest else home
+    return Path(os.path.expanduser(text))
 
 
 def read_bytes_if_exists(path: Path) -> bytes | None:

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from sshkit.credentials import StoredLogin, check_profile_name, login_path, read_login
 from sshkit.errors import ConfigError, NotLoggedInError
+from sshkit.localfs import home_dir
 
 EndpointType = Literal["session", "api"]
 
@@ -200,11 +201,6 @@ def normalize_endpoint(url: str, what: str = "endpoint") -> str:
     return f"{scheme}://{host}{parts.path.rstrip('/')}"
 
 
-def _home(environ: Mapping[str, str]) -> Path:
-    home = environ.get("HOME") or environ.get("USERPROFILE")
-    return Path(home) if home else Path.home()
-
-
 def config_dir(environ: Mapping[str, str] | None = None) -> Path:
     """`$XDG_CONFIG_HOME/sshkit`, `~/.config/sshkit`, or the platform equivalent."""
     env = os.environ if environ is None else environ
@@ -213,8 +209,8 @@ def config_dir(environ: Mapping[str, str] | None = None) -> Path:
     if sys.platform == "win32" and env.get("APPDATA"):
         return Path(env["APPDATA"]) / "sshkit"
     if sys.platform == "darwin":
-        return _home(env) / "Library" / "Application Support" / "sshkit"
-    return _home(env) / ".config" / "sshkit"
+        return home_dir(env) / "Library" / "Application Support" / "sshkit"
+    return home_dir(env) / ".config" / "sshkit"
 
 
 def config_path(environ: Mapping[str, str] | None = None) -> Path:

@@ -278,10 +278,8 @@ def whoami(
 
 
 def ssh_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """The user's `~/.ssh` directory."""
-    env = os.environ if environ is None else environ
-    home = env.get("HOME") or env.get("USERPROFILE")
-    return (Path(home) if home else Path.home()) / ".ssh"
+    """The user's `~/.ssh` directory (`localfs.ssh_dir`). Raises LocalFileError."""
+    return localfs.ssh_dir(environ)
 
 
 def default_key_path(profile: str, environ: Mapping[str, str] | None = None) -> Path:

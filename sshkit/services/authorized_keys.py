@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sshkit import localfs
 from sshkit.errors import (
     ApiError,
     KeyFormatError,
@@ -643,5 +644,5 @@ def upload_keypair(client: BackendClient, plan: KeypairPlan) -> PushResult:
 
 
 def ssh_dir() -> Path:
-    """~/.ssh of the current user (HOME-based, like ssh itself for `~`)."""
-    return Path.home() / ".ssh"
+    """~/.ssh of the current user (`localfs.ssh_dir`). Raises LocalFileError."""
+    return localfs.ssh_dir()

@@ -22,7 +22,9 @@ from sshkit.localfs import (
     atomic_write,
     backup_once,
     ensure_private_dir,
+    expand_user,
     file_lock,
+    home_dir,
     read_bytes_if_exists,
 )
 
@@ -115,7 +117,7 @@ def filezilla_sitemanager_path(environ: Mapping[str, str] | None = None) -> Path
         if base.startswith("/")
     ]
     if not candidates:
-        candidates = [str(Path.home() / ".config" / "filezilla")]
+        candidates = [str(home_dir(env) / ".config" / "filezilla")]
     folder = next((c for c in candidates if os.path.isdir(c)), candidates[0])
     return Path(folder) / "sitemanager.xml"
 
@@ -139,7 +141,7 @@ def ensure_ppk(session: str, key: Path | None, profile: str | None) -> Path:
     fetching and converting.
     """
     if key is not None:
-        key = key.expanduser().absolute()
+        key = expand_user(key).absolute()
         if not key.is_file():
             raise LocalFileError(f"the key {key} does not exist")
         if _is_ppk(key):

@@ -63,7 +63,7 @@ def scp_sessions(args: Sequence[str]) -> list[str]:
 
 def _identity(conn: Connection, session: str, opts: OneShotOptions) -> Path:
     if opts.identity is not None:
-        path = Path(os.path.abspath(os.path.expanduser(str(opts.identity))))
+        path = Path(os.path.abspath(localfs.expand_user(opts.identity)))
         if not path.is_file():
             raise LocalFileError(f"the identity file {path} does not exist")
         return path

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sshkit import localfs
 from sshkit.errors import LocalFileError
 
 # Files that start like this are private keys (PEM, OpenSSH, PuTTY).
@@ -66,9 +67,7 @@ class PermChange:
 
 
 def _default_ssh_dir(environ: Mapping[str, str] | None) -> Path:
-    env = os.environ if environ is None else environ
-    home = env.get("HOME") or env.get("USERPROFILE")
-    return (Path(home) if home else Path.home()) / ".ssh"
+    return localfs.ssh_dir(environ)
 
 
 def is_private_key(path: Path) -> bool:

@@ -23,8 +23,8 @@ from sshkit.services import sshcheck
 
 
 def default_ssh_dir() -> Path:
-    """``~/.ssh`` of the current user (``$HOME`` based, like the rest of sshkit)."""
-    return Path(os.path.expanduser("~")) / ".ssh"
+    """``~/.ssh`` of the current user (``localfs.ssh_dir``). Raises LocalFileError."""
+    return localfs.ssh_dir()
 
 
 def default_ssh_config() -> Path:

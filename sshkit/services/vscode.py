@@ -310,7 +310,7 @@ def plan_setup(
         else (None, None)
     )
     if opts.identity is not None:
-        identity = Path(os.path.abspath(os.path.expanduser(str(opts.identity))))
+        identity = Path(os.path.abspath(localfs.expand_user(opts.identity)))
         fetch = False
     else:
         from sshkit.services.account import default_key_path
@@ -326,7 +326,7 @@ def plan_setup(
 
 def vscode_settings_path() -> Path:
     """VS Code's user settings.json for this platform (it may not exist)."""
-    home = Path(os.path.expanduser("~"))
+    home = localfs.home_dir()
     if sys.platform == "darwin":
         base = home / "Library" / "Application Support"
     elif os.name == "nt":
