@@ -28,8 +28,9 @@ def cache_file() -> Path:
     """The cache of recent answers, beside nothing secret: `$XDG_CACHE_HOME/sshkit/`."""
     import os
 
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "sshkit" / "completion.json"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else localfs.home_dir() / ".cache"
+    return base / "sshkit" / "completion.json"
 
 
 def _load(path: Path) -> dict[str, dict[str, object]]:
