@@ -62,7 +62,7 @@ def test_probe_and_identity(client: tuple[Emulator, BackendClient]) -> None:
     assert c.server.manager_version == emu.info["manager_version"]
     assert c.server.negotiated_version == emu.info["api_version"]
     assert c.whoami().global_role in ("user", "superadmin")
-    assert c.get_ssh_keypair()["ssh_public_key"].startswith("ssh-rsa ")
+    assert c.get_ssh_keypair().ssh_public_key.startswith("ssh-rsa ")
 
 
 def test_sessions(client: tuple[Emulator, BackendClient]) -> None:
@@ -75,9 +75,9 @@ def test_sessions(client: tuple[Emulator, BackendClient]) -> None:
         state = session_state(c, emu.session)
         assert state.running and state.info_failed
     else:
-        assert c.get_session(emu.session)["status"] == "RUNNING"
+        assert c.get_session(emu.session).status == "RUNNING"
         assert session_state(c, emu.session).running
-    assert "sshd" in [a["name"] for a in c.session_apps(emu.session)]
+    assert "sshd" in [a.name for a in c.session_apps(emu.session)]
     assert c.download_session_file(emu.session, "id_container").startswith(b"-----BEGIN ")
     with pytest.raises(NotFoundError):
         c.get_session("no-such-session")

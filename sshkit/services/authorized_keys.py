@@ -607,8 +607,8 @@ def _unencrypted_pem(key: Any) -> str:
 
 def current_keypair_fingerprint(client: BackendClient) -> str | None:
     """The fingerprint of the keypair's SSH public key, or None when it has none."""
-    text = client.get_ssh_keypair().get("ssh_public_key")
-    if not isinstance(text, str) or not text.strip():
+    text = client.get_ssh_keypair().ssh_public_key
+    if text is None:
         return None
     try:
         return ak.parse_new_keys(text, source="the keypair's SSH key")[0].fingerprint

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from sshkit.services import sshcheck
 from sshkit.services.sshconfig_edit import default_ssh_config, default_ssh_dir, read_config
 
 if TYPE_CHECKING:
+    from sshkit.api.client import BackendClient
     from sshkit.settings import Connection
 
 OK, FAIL, SKIP = "ok", "fail", "skip"
@@ -55,8 +57,10 @@ class _Ctx:
     alias: str
     config: Path
     profile: str | None
+    # Closes the client when run_doctor ends, however it ends.
+    resources: ExitStack
     conn: Connection | None = None
-    client: Any = None
+    client: BackendClient | None = None
     cfg: SshConfig | None = None
     block: HostBlock | None = None
     session: str | None = None
@@ -105,7 +109,7 @@ def _check_endpoint(ctx: _Ctx) -> Check:
     from sshkit.api.client import BackendClient
 
     assert ctx.conn is not None
-    ctx.client = BackendClient.from_connection(ctx.conn)
+    ctx.client = ctx.resources.enter_context(BackendClient.from_connection(ctx.conn))
     who = ctx.client.whoami()
     return Check("endpoint", OK, f"reachable, credentials accepted ({who.access_key or 'session'})")
 
@@ -204,13 +208,14 @@ def _check_key_match(ctx: _Ctx) -> Check:
     from sshkit.formats.keys import parse_public_line, probe_key_file
 
     assert ctx.identity is not None
+    assert ctx.client is not None
     info = probe_key_file(ctx.identity.read_bytes())
     if info.public is None:
         return Check("key matches server", SKIP, "the key's public half is encrypted")
-    server = ctx.client.get_ssh_keypair().get("ssh_public_key")
-    if not server:
+    server = ctx.client.get_ssh_keypair().ssh_public_key
+    if server is None:
         return Check("key matches server", SKIP, "the server has no SSH keypair for this user")
-    server_fp = parse_public_line(str(server).strip()).fingerprint
+    server_fp = parse_public_line(server.strip()).fingerprint
     if server_fp != info.public.fingerprint:
         raise _Fail(
             f"the key {ctx.identity} ({info.public.fingerprint}) is not the server's SSH keypair "
@@ -307,7 +312,7 @@ def _check_effective(ctx: _Ctx) -> Check:
 
 
 def _check_session(ctx: _Ctx) -> Check:
-    assert ctx.session is not None
+    assert ctx.session is not None and ctx.client is not None
     from sshkit.services.session_state import not_running_error, session_state
 
     try:
@@ -326,7 +331,7 @@ def _check_session(ctx: _Ctx) -> Check:
     if status is not None and not state.running:
         error = not_running_error(ctx.session, status)
         raise _Fail(error.message, error.hint or "start the session again")
-    apps = {str(a.get("name")) for a in ctx.client.session_apps(ctx.session)}
+    apps = {a.name for a in ctx.client.session_apps(ctx.session)}
     if "sshd" not in apps:
         raise _Fail(
             f"session {ctx.session} has no sshd service (apps: {', '.join(sorted(apps)) or '-'})",
@@ -517,19 +522,23 @@ def run_doctor(
     """
     if alias.startswith("-"):
         raise UsageError(f"the alias {alias!r} starts with '-'")
-    ctx = _Ctx(alias=alias, config=config or default_ssh_config(), profile=profile)
-    report = DoctorReport(alias, ctx.config)
-    for name, func, prereq in _CHECKS:
-        missing = prereq(ctx)
-        if missing:
-            report.checks.append(Check(name, SKIP, f"skipped ({missing})"))
-            continue
-        try:
-            report.checks.append(func(ctx))
-        except _Fail as exc:
-            report.checks.append(Check(name, FAIL, exc.detail, exc.hint))
-        except SshkitError as exc:
-            report.checks.append(Check(name, FAIL, exc.message, exc.hint))
-    if ctx.client is not None:
-        ctx.client.close()
+    with ExitStack() as resources:
+        ctx = _Ctx(
+            alias=alias,
+            config=config or default_ssh_config(),
+            profile=profile,
+            resources=resources,
+        )
+        report = DoctorReport(alias, ctx.config)
+        for name, func, prereq in _CHECKS:
+            missing = prereq(ctx)
+            if missing:
+                report.checks.append(Check(name, SKIP, f"skipped ({missing})"))
+                continue
+            try:
+                report.checks.append(func(ctx))
+            except _Fail as exc:
+                report.checks.append(Check(name, FAIL, exc.detail, exc.hint))
+            except SshkitError as exc:
+                report.checks.append(Check(name, FAIL, exc.message, exc.hint))
     return report
