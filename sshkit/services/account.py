@@ -248,22 +248,20 @@ def logout(
 
 
 def whoami(
-    conn: Connection,
+    client: BackendClient,
     *,
     username: str | None = None,
     access_key: str | None = None,
-    http: requests.Session | None = None,
-    clock: Clock | None = None,
 ) -> WhoAmI:
-    """Check the credentials against the server and describe them.
+    """Check `client`'s credentials against the server and describe them.
 
     `username` and `access_key` are what the stored login knows (session mode
     has no access key of its own). Raises AuthError, NetworkError and the other
     API errors.
     """
-    with _client(conn, http, clock) as client:
-        identity: Identity = client.whoami()
-        server = client.server
+    identity: Identity = client.whoami()
+    server = client.server
+    conn = client.conn
     return WhoAmI(
         profile=conn.profile,
         endpoint=conn.endpoint,
