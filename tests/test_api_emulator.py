@@ -87,17 +87,17 @@ def test_folders_round_trip(client: tuple[Emulator, BackendClient]) -> None:
     _, c = client
     name = f"f{uuid.uuid4().hex[:10]}"
     c.create_folder(name)
-    assert name in [f["name"] for f in c.list_folders()]
-    assert c.folder_info(name)["name"] == name
+    assert name in [f.name for f in c.list_folders()]
+    assert c.folder_info(name).name == name
     c.upload_file(name, "a.txt", b"hello\n")
     c.upload_file(name, "empty", b"")
-    files = {f["name"]: f for f in c.list_files(name)}
+    files = {f.name: f for f in c.list_files(name)}
     assert set(files) >= {"a.txt", "empty"}
-    assert files["a.txt"]["size"] == 6 and isinstance(files["a.txt"]["mode"], int)
+    assert files["a.txt"].size == 6 and isinstance(files["a.txt"].mode, int)
     assert c.download_file(name, "a.txt") == b"hello\n"
     assert c.download_file(name, "empty") == b""
     c.delete_files(name, ["a.txt"])
-    assert "a.txt" not in [f["name"] for f in c.list_files(name)]
+    assert "a.txt" not in [f.name for f in c.list_files(name)]
     with pytest.raises(NotFoundError):
         c.download_file(name, "a.txt")
     with pytest.raises(RejectedError, match="reserved"):

@@ -146,7 +146,7 @@ def test_push_to_dot_ssh_folder_merges_and_new_sessions_accept_the_key(
     assert dry.returncode == 0, dry.stderr
     assert "+" + public_line(key) in dry.stdout
     assert not [r for r in requests_since_clear(emu) if r["method"] != "GET"]
-    assert all(f["name"] != ".ssh" for f in client_for(emu).list_folders())
+    assert all(f.name != ".ssh" for f in client_for(emu).list_folders())
 
     # Lines already there, with options, comments, CRLF and no final newline.
     existing = (
@@ -235,7 +235,7 @@ def test_reserved_folder_name_is_explained_and_nothing_is_created(
     assert "Traceback" not in proc.stderr
     assert "reserve" in proc.stderr and "nothing was changed" in proc.stderr
     assert "--to keypair" in proc.stderr and "--to session" in proc.stderr
-    assert all(f["name"] != ".ssh" for f in client_for(emu).list_folders())
+    assert all(f.name != ".ssh" for f in client_for(emu).list_folders())
     assert not [r for r in requests_since_clear(emu) if "request-upload" in r["path"]]
 
 

@@ -277,3 +277,54 @@ def test_session_info_keeps_the_version_differences() -> None:
     assert SessionInfo.from_json({}).status is None
     with pytest.raises(MalformedAnswer):
         SessionInfo.from_json(json.loads('{"status": 1}'))
+
+
+@pytest.mark.parametrize(
+    ("call", "body"),
+    [
+        (lambda c: c.get_session("s1"), None),
+        (lambda c: c.get_session("s1"), {"status": 3}),
+        (lambda c: c.session_apps("s1"), [{"name": None}]),
+        (lambda c: c.session_apps("s1"), ["sshd"]),
+        (lambda c: c.match_sessions("s"), {"matches": {"id": "x"}}),
+        (lambda c: c.match_sessions("s"), {"matches": [{"name": 1}]}),
+        (lambda c: c.get_ssh_keypair(), ["ssh-ed25519 AAAA"]),
+        (lambda c: c.list_folders(), {"items": []}),
+        (lambda c: c.folder_info("f"), {"name": ["f"]}),
+        (lambda c: c.list_files("f"), {"files": "[]"}),
+        (lambda c: c.list_files("f"), {"items": [{"size": 1}]}),
+    ],
+)
+def test_each_malformed_answer_is_a_server_error(call: Callable[[Any], object], body: Any) -> None:
+    from sshkit.api.client import BackendClient
+    from sshkit.errors import ServerError
+    from tests.api_fakes import fake_session
+    from tests.test_api_client import api_conn
+
+    def handler(req: requests.PreparedRequest) -> Reply:
+        if req.path_url == "/":
+            return Reply(200, HELLO)
+        return Reply(200, b"" if body is None else json.dumps(body).encode())
+
+    http, _ = fake_session(handler)
+    with BackendClient(api_conn(), http=http) as client, pytest.raises(ServerError) as info:
+        call(client)
+    assert "the server's answer is malformed" in info.value.message
+    assert "\n" not in info.value.message
+
+
+def test_typed_answers_read_what_servers_send() -> None:
+    from sshkit.api.models import AppInfo, FileEntry, FolderInfo, Keypair, MatchEntry
+
+    apps = [{"name": "sshd", "protocol": "tcp", "ports": [2200]}, {"name": "ttyd"}]
+    assert AppInfo.list_from_json(apps) == [AppInfo("sshd", "tcp"), AppInfo("ttyd")]
+    matches = {"matches": [{"id": "abc", "name": "s1", "status": "RUNNING"}]}
+    assert MatchEntry.list_from_json(matches) == [MatchEntry("abc", "s1", "RUNNING")]
+    assert Keypair.from_json({"ssh_public_key": "  "}).ssh_public_key is None
+    assert FolderInfo.from_json({"name": ".ssh", "permission": "ro"}).permission == "ro"
+    # 23.09 sends "644", 25.6+ the raw st_mode; either is the permission bits.
+    items = {"items": [{"name": "a", "mode": "644", "size": 3}, {"name": "b", "mode": 33188}]}
+    assert FileEntry.list_from_json(items) == [
+        FileEntry("a", 3, 0o644),
+        FileEntry("b", None, 0o644),
+    ]

@@ -38,6 +38,8 @@ from sshkit.api.limits import (
 )
 from sshkit.api.models import (
     AppInfo,
+    FileEntry,
+    FolderInfo,
     Identity,
     Keypair,
     LoginResult,
@@ -627,10 +629,13 @@ class BackendClient:
 
     # ------------------------------------------------------------------- folders
 
-    def list_folders(self) -> list[dict[str, Any]]:
-        """`GET /folders`: the folders the user can access."""
-        data = self.request_json("GET", "/folders", what="listing folders")
-        return [f for f in data if isinstance(f, dict)] if isinstance(data, list) else []
+    def list_folders(self) -> list[FolderInfo]:
+        """`GET /folders`: the folders the user can access. Raises ServerError for a
+        malformed answer, and the mapped errors."""
+        what = "listing folders"
+        return _parsed(
+            what, FolderInfo.list_from_json, self.request_json("GET", "/folders", what=what)
+        )
 
     def create_folder(
         self,
@@ -639,7 +644,7 @@ class BackendClient:
         host: str | None = None,
         usage_mode: str = "general",
         permission: str = "rw",
-    ) -> dict[str, Any]:
+    ) -> None:
         """`POST /folders`. Raises RejectedError for reserved or duplicate names."""
         body = {
             "name": name,
@@ -648,39 +653,28 @@ class BackendClient:
             "permission": permission,
             "cloneable": False,
         }
-        data = self.request_json("POST", "/folders", json=body, what=f"creating folder {name!r}")
-        return data if isinstance(data, dict) else {}
+        self.request_json("POST", "/folders", json=body, what=f"creating folder {name!r}")
 
-    def folder_info(self, name: str) -> dict[str, Any]:
-        """`GET /folders/{name}`. Raises NotFoundError."""
-        data = self.request_json(
-            "GET", f"/folders/{quote(name, safe='')}", what=f"looking up folder {name!r}"
-        )
-        return data if isinstance(data, dict) else {}
+    def folder_info(self, name: str) -> FolderInfo:
+        """`GET /folders/{name}`. Raises NotFoundError, ServerError (also for a malformed
+        answer)."""
+        what = f"looking up folder {name!r}"
+        data = self.request_json("GET", f"/folders/{quote(name, safe='')}", what=what)
+        return _parsed(what, FolderInfo.from_json, data)
 
-    def list_files(self, folder: str, path: str = "") -> list[dict[str, Any]]:
+    def list_files(self, folder: str, path: str = "") -> list[FileEntry]:
         """`GET /folders/{name}/files?path=`: the entries of a directory.
 
-        `mode` is returned as an int permission (servers send "644" or a raw st_mode).
+        Raises NotFoundError, ServerError (also for a malformed answer).
         """
+        what = f"listing {path or '.'} in folder {folder!r}"
         data = self.request_json(
             "GET",
             f"/folders/{quote(folder, safe='')}/files",
             params={"path": path or "."},
-            what=f"listing {path or '.'} in folder {folder!r}",
+            what=what,
         )
-        items = data.get("items") if isinstance(data, dict) else None
-        out: list[dict[str, Any]] = []
-        for item in items if isinstance(items, list) else []:
-            if not isinstance(item, dict):
-                continue
-            mode = item.get("mode")
-            if isinstance(mode, str) and re.fullmatch(r"[0-7]{3,4}", mode):
-                item = {**item, "mode": int(mode, 8)}
-            elif isinstance(mode, int):
-                item = {**item, "mode": mode & 0o7777}
-            out.append(item)
-        return out
+        return _parsed(what, FileEntry.list_from_json, data)
 
     def upload_file(self, folder: str, path: str, data: bytes) -> None:
         """Upload `data` as `path` in `folder`: request-upload, then tus PATCHes (§7.5).

@@ -185,3 +185,59 @@ class Keypair:
         """Raises MalformedAnswer for a non-object or a non-string key."""
         text = _optional_str(_object(data), "ssh_public_key")
         return cls(text if text and text.strip() else None)
+
+
+@dataclass(frozen=True)
+class FolderInfo:
+    """A storage folder (`GET /folders`, `GET /folders/{name}`, spec §7.1/§7.3)."""
+
+    name: str | None
+    # "ro", "rw" or "wd"; None when the answer does not say.
+    permission: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> FolderInfo:
+        """Raises MalformedAnswer for a non-object or a non-string name."""
+        obj = _object(data)
+        permission = obj.get("permission")
+        return cls(_optional_str(obj, "name"), None if permission is None else str(permission))
+
+    @classmethod
+    def list_from_json(cls, data: Any) -> list[FolderInfo]:
+        """Raises MalformedAnswer for a non-list or a malformed entry."""
+        return [cls.from_json(item) for item in _list(data)]
+
+
+_OCTAL_MODE = re.compile(r"[0-7]{3,7}")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One entry of a folder directory listing (`GET /folders/{name}/files`, spec §7.4).
+
+    `mode` is the permission bits: servers up to 25.5 send "644", later ones the raw
+    st_mode (33188); None when absent or neither.
+    """
+
+    name: str
+    size: int | None = None
+    mode: int | None = None
+
+    @classmethod
+    def list_from_json(cls, data: Any) -> list[FileEntry]:
+        """Raises MalformedAnswer unless the answer is `{"items": [objects with a name]}`."""
+        out = []
+        for item in _list(_object(data).get("items")):
+            obj = _object(item)
+            name = obj.get("name")
+            if not isinstance(name, str):
+                raise MalformedAnswer("a listed file has no name")
+            raw_mode, size = obj.get("mode"), obj.get("size")
+            mode = None
+            if isinstance(raw_mode, str) and _OCTAL_MODE.fullmatch(raw_mode):
+                mode = int(raw_mode, 8) & 0o7777
+            elif isinstance(raw_mode, int) and not isinstance(raw_mode, bool):
+                mode = raw_mode & 0o7777
+            sized = isinstance(size, int) and not isinstance(size, bool)
+            out.append(cls(name, size if sized else None, mode))
+        return out

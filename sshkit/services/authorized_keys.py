@@ -44,6 +44,7 @@ from sshkit.localfs import read_bytes_if_exists
 
 if TYPE_CHECKING:
     from sshkit.api.client import BackendClient
+    from sshkit.api.models import FolderInfo
 
 DEFAULT_FOLDER = ".ssh"
 FILE_NAME = "authorized_keys"
@@ -321,12 +322,11 @@ def _risky_removal(merged: ak.MergeResult, protected: set[str]) -> str | None:
 # --- folder target --------------------------------------------------------------------------
 
 
-def _folder_exists(client: BackendClient, folder: str) -> dict[str, Any] | None:
+def _folder_exists(client: BackendClient, folder: str) -> FolderInfo | None:
     try:
-        info = client.folder_info(folder)
+        return client.folder_info(folder)
     except NotFoundError:
         return None
-    return dict(info) if isinstance(info, dict) else {}
 
 
 def _refusal(folder: str, exc: ApiError) -> RejectedError:
@@ -368,15 +368,6 @@ def ensure_folder(client: BackendClient, folder: str) -> bool:
     return True
 
 
-def _mode_of(item: dict[str, Any]) -> int | None:
-    mode = item.get("mode")
-    if isinstance(mode, int):
-        return mode & 0o7777
-    if isinstance(mode, str) and mode.isdigit():
-        return int(mode, 8) & 0o7777
-    return None
-
-
 def mode_problem(mode: int) -> str | None:
     """Why sshd would refuse an authorized_keys with this mode, or None when it is fine."""
     if mode & 0o022:
@@ -394,9 +385,8 @@ def _mode_warning(client: BackendClient, folder: str) -> str | None:
     except ApiError:
         return None
     for item in items:
-        if item.get("name") == FILE_NAME:
-            mode = _mode_of(item)
-            return mode_problem(mode) if mode is not None else None
+        if item.name == FILE_NAME:
+            return mode_problem(item.mode) if item.mode is not None else None
     return None
 
 
@@ -432,7 +422,7 @@ def push_to_folder(
         result.created_folder = created
         result.folder = folder
     else:
-        if str(info.get("permission", "rw")) == "ro":
+        if info.permission == "ro":
             raise RejectedError(
                 f"the folder {folder!r} is read-only for you", hint=ALTERNATIVES_HINT
             )
