@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,8 +56,8 @@ class _Ctx:
     alias: str
     config: Path
     profile: str | None
-    # Closes the client when run_doctor ends, however it ends.
-    resources: ExitStack
+    # The command's client, opened by the login check (the command closes it).
+    backend: Callable[[], BackendClient]
     conn: Connection | None = None
     client: BackendClient | None = None
     cfg: SshConfig | None = None
@@ -99,18 +98,15 @@ def _find_origin(cfg: SshConfig, key: str, actual: str, skip: set[int]) -> str |
 
 
 def _check_login(ctx: _Ctx) -> Check:
-    from sshkit.settings import load_connection
-
-    ctx.conn = load_connection(ctx.profile or ctx.meta.get("profile"))
+    client = ctx.backend()
+    ctx.conn = client.conn
     return Check("login", OK, f"profile {ctx.conn.profile}, endpoint {ctx.conn.endpoint}")
 
 
 def _check_endpoint(ctx: _Ctx) -> Check:
-    from sshkit.api.client import BackendClient
-
-    assert ctx.conn is not None
-    ctx.client = ctx.resources.enter_context(BackendClient.from_connection(ctx.conn))
-    who = ctx.client.whoami()
+    client = ctx.backend()
+    who = client.whoami()
+    ctx.client = client
     return Check("endpoint", OK, f"reachable, credentials accepted ({who.access_key or 'session'})")
 
 
@@ -514,31 +510,31 @@ _CHECKS: list[tuple[str, Callable[[_Ctx], Check], Callable[[_Ctx], str | None]]]
 
 
 def run_doctor(
-    alias: str = "bai-vscode", *, config: Path | None = None, profile: str | None = None
+    alias: str = "bai-vscode",
+    *,
+    config: Path | None = None,
+    profile: str | None = None,
+    backend: Callable[[], BackendClient],
 ) -> DoctorReport:
     """Run every check; never raises for a failed check (it is reported instead).
 
-    Raises UsageError for an alias starting with '-' (ssh would read it as an option).
+    `backend()` gives the command's client for `profile` (the login check reports
+    what it raises). Raises UsageError for an alias starting with '-' (ssh would read
+    it as an option).
     """
     if alias.startswith("-"):
         raise UsageError(f"the alias {alias!r} starts with '-'")
-    with ExitStack() as resources:
-        ctx = _Ctx(
-            alias=alias,
-            config=config or default_ssh_config(),
-            profile=profile,
-            resources=resources,
-        )
-        report = DoctorReport(alias, ctx.config)
-        for name, func, prereq in _CHECKS:
-            missing = prereq(ctx)
-            if missing:
-                report.checks.append(Check(name, SKIP, f"skipped ({missing})"))
-                continue
-            try:
-                report.checks.append(func(ctx))
-            except _Fail as exc:
-                report.checks.append(Check(name, FAIL, exc.detail, exc.hint))
-            except SshkitError as exc:
-                report.checks.append(Check(name, FAIL, exc.message, exc.hint))
+    ctx = _Ctx(alias=alias, config=config or default_ssh_config(), profile=profile, backend=backend)
+    report = DoctorReport(alias, ctx.config)
+    for name, func, prereq in _CHECKS:
+        missing = prereq(ctx)
+        if missing:
+            report.checks.append(Check(name, SKIP, f"skipped ({missing})"))
+            continue
+        try:
+            report.checks.append(func(ctx))
+        except _Fail as exc:
+            report.checks.append(Check(name, FAIL, exc.detail, exc.hint))
+        except SshkitError as exc:
+            report.checks.append(Check(name, FAIL, exc.message, exc.hint))
     return report
