@@ -12,6 +12,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sshkit.api.client import BackendClient
 from sshkit.errors import ConfigError, KeyFormatError, UnsafeDownloadError
 from sshkit.services.account import default_key_path, fetch_container_key
 from sshkit.settings import Connection
@@ -82,9 +83,8 @@ CONN = Connection(
 def test_writes_0600_in_a_private_per_profile_dir(hermetic_home: Path) -> None:
     pem, fp = rsa_pem()
     reg = tarfile.REGTYPE
-    result = fetch_container_key(
-        CONN, "demo", http=server(multipart(tar_of(("id_container", reg, pem))))
-    )
+    http = server(multipart(tar_of(("id_container", reg, pem))))
+    result = fetch_container_key(BackendClient(CONN, http=http), "demo")
     assert result.path == hermetic_home / ".ssh" / "sshkit" / "work" / "id_container"
     assert result.path == default_key_path("work")
     assert result.path.read_bytes() == pem
@@ -101,7 +101,9 @@ def test_existing_keys_are_kept_as_backups(hermetic_home: Path) -> None:
     reg = tarfile.REGTYPE
     results = [
         fetch_container_key(
-            CONN, "demo", out, http=server(multipart(tar_of(("id_container", reg, p))))
+            BackendClient(CONN, http=server(multipart(tar_of(("id_container", reg, p))))),
+            "demo",
+            out,
         )
         for p in [pems[0], pems[0], pems[1], pems[2]]
     ]
@@ -132,7 +134,7 @@ def test_existing_keys_are_kept_as_backups(hermetic_home: Path) -> None:
 )
 def test_malicious_downloads_write_nothing(hermetic_home: Path, reply: Reply) -> None:
     with pytest.raises(UnsafeDownloadError):
-        fetch_container_key(CONN, "demo", http=server(reply))
+        fetch_container_key(BackendClient(CONN, http=server(reply)), "demo")
     assert not (hermetic_home / ".ssh").exists()
     assert list(hermetic_home.rglob("*id_container*")) == []
 
@@ -140,7 +142,7 @@ def test_malicious_downloads_write_nothing(hermetic_home: Path, reply: Reply) ->
 def test_a_download_that_is_not_a_key_writes_nothing(hermetic_home: Path) -> None:
     reply = multipart(tar_of(("id_container", tarfile.REGTYPE, b"hello, not a key\n")))
     with pytest.raises(KeyFormatError):
-        fetch_container_key(CONN, "demo", http=server(reply))
+        fetch_container_key(BackendClient(CONN, http=server(reply)), "demo")
     assert not (hermetic_home / ".ssh").exists()
 
 
@@ -150,7 +152,7 @@ def test_existing_key_untouched_on_failure(hermetic_home: Path) -> None:
     out.write_bytes(old)
     reply = multipart(tar_of(("id_container", tarfile.SYMTYPE, b"")))
     with pytest.raises(UnsafeDownloadError):
-        fetch_container_key(CONN, "demo", out, http=server(reply))
+        fetch_container_key(BackendClient(CONN, http=server(reply)), "demo", out)
     assert out.read_bytes() == old
     assert sorted(p.name for p in hermetic_home.iterdir() if "id_container" in p.name) == [
         "id_container"

@@ -341,7 +341,7 @@ def test_list_files_normalises_modes() -> None:
     listing = {"items": [{"name": "a", "mode": "644"}, {"name": "b", "mode": 33188}]}
     http, _ = fake_session(lambda req: hello() if req.path_url == "/" else Reply(200, listing))
     items = BackendClient(api_conn(), http=http, clock=lambda: NOW).list_files(".ssh")
-    assert [i["mode"] for i in items] == [0o644, 0o644]
+    assert [i.mode for i in items] == [0o644, 0o644]
 
 
 def test_redirects_are_not_followed() -> None:

@@ -62,7 +62,7 @@ def test_probe_and_identity(client: tuple[Emulator, BackendClient]) -> None:
     assert c.server.manager_version == emu.info["manager_version"]
     assert c.server.negotiated_version == emu.info["api_version"]
     assert c.whoami().global_role in ("user", "superadmin")
-    assert c.get_ssh_keypair()["ssh_public_key"].startswith("ssh-rsa ")
+    assert c.get_ssh_keypair().ssh_public_key.startswith("ssh-rsa ")
 
 
 def test_sessions(client: tuple[Emulator, BackendClient]) -> None:
@@ -75,9 +75,9 @@ def test_sessions(client: tuple[Emulator, BackendClient]) -> None:
         state = session_state(c, emu.session)
         assert state.running and state.info_failed
     else:
-        assert c.get_session(emu.session)["status"] == "RUNNING"
+        assert c.get_session(emu.session).status == "RUNNING"
         assert session_state(c, emu.session).running
-    assert "sshd" in [a["name"] for a in c.session_apps(emu.session)]
+    assert "sshd" in [a.name for a in c.session_apps(emu.session)]
     assert c.download_session_file(emu.session, "id_container").startswith(b"-----BEGIN ")
     with pytest.raises(NotFoundError):
         c.get_session("no-such-session")
@@ -87,17 +87,17 @@ def test_folders_round_trip(client: tuple[Emulator, BackendClient]) -> None:
     _, c = client
     name = f"f{uuid.uuid4().hex[:10]}"
     c.create_folder(name)
-    assert name in [f["name"] for f in c.list_folders()]
-    assert c.folder_info(name)["name"] == name
+    assert name in [f.name for f in c.list_folders()]
+    assert c.folder_info(name).name == name
     c.upload_file(name, "a.txt", b"hello\n")
     c.upload_file(name, "empty", b"")
-    files = {f["name"]: f for f in c.list_files(name)}
+    files = {f.name: f for f in c.list_files(name)}
     assert set(files) >= {"a.txt", "empty"}
-    assert files["a.txt"]["size"] == 6 and isinstance(files["a.txt"]["mode"], int)
+    assert files["a.txt"].size == 6 and isinstance(files["a.txt"].mode, int)
     assert c.download_file(name, "a.txt") == b"hello\n"
     assert c.download_file(name, "empty") == b""
     c.delete_files(name, ["a.txt"])
-    assert "a.txt" not in [f["name"] for f in c.list_files(name)]
+    assert "a.txt" not in [f.name for f in c.list_files(name)]
     with pytest.raises(NotFoundError):
         c.download_file(name, "a.txt")
     with pytest.raises(RejectedError, match="reserved"):

@@ -146,7 +146,7 @@ def test_push_to_dot_ssh_folder_merges_and_new_sessions_accept_the_key(
     assert dry.returncode == 0, dry.stderr
     assert "+" + public_line(key) in dry.stdout
     assert not [r for r in requests_since_clear(emu) if r["method"] != "GET"]
-    assert all(f["name"] != ".ssh" for f in client_for(emu).list_folders())
+    assert all(f.name != ".ssh" for f in client_for(emu).list_folders())
 
     # Lines already there, with options, comments, CRLF and no final newline.
     existing = (
@@ -235,7 +235,7 @@ def test_reserved_folder_name_is_explained_and_nothing_is_created(
     assert "Traceback" not in proc.stderr
     assert "reserve" in proc.stderr and "nothing was changed" in proc.stderr
     assert "--to keypair" in proc.stderr and "--to session" in proc.stderr
-    assert all(f["name"] != ".ssh" for f in client_for(emu).list_folders())
+    assert all(f.name != ".ssh" for f in client_for(emu).list_folders())
     assert not [r for r in requests_since_clear(emu) if "request-upload" in r["path"]]
 
 
@@ -326,7 +326,7 @@ def test_keypair_upload_needs_confirmation_then_new_sessions_accept_the_key(
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "pass phrase", "-C", "me", "-f", str(key)],
             check=True,
         )
-        old = client_for(emu).get_ssh_keypair()["ssh_public_key"]
+        old = client_for(emu).get_ssh_keypair().ssh_public_key
 
         # Not a terminal and no --yes: refused, unchanged.
         refused = sshkit(emu, "push-authorized-keys", "--to", "keypair")
@@ -334,11 +334,11 @@ def test_keypair_upload_needs_confirmation_then_new_sessions_accept_the_key(
         answered_no = run_in_pty(emu, KEYPAIR, [(PASSPHRASE_PROMPT, "pass phrase"), (CONFIRM, "n")])
         assert answered_no.returncode == ExitCode.DECLINED, answered_no.stderr
         assert "PRIVATE key" in answered_no.stderr and "unencrypted" in answered_no.stderr
-        assert client_for(emu).get_ssh_keypair()["ssh_public_key"] == old
+        assert client_for(emu).get_ssh_keypair().ssh_public_key == old
 
         done = run_in_pty(emu, KEYPAIR, [(PASSPHRASE_PROMPT, "pass phrase"), (CONFIRM, "y")])
         assert done.returncode == 0, done.stderr
-        stored = client_for(emu).get_ssh_keypair()["ssh_public_key"]
+        stored = client_for(emu).get_ssh_keypair().ssh_public_key
         assert blob_of(stored) == blob_of(public_line(key))
 
         # New sessions accept the key, and get the pair as unencrypted PEM (what
@@ -369,11 +369,11 @@ def test_keypair_upload_needs_confirmation_then_new_sessions_accept_the_key(
 
 def test_keypair_refuses_without_terminal_or_yes(emulator: Emulator, hermetic_home: Path) -> None:
     keygen(hermetic_home / ".ssh" / "id_ed25519")
-    old = client_for(emulator).get_ssh_keypair()["ssh_public_key"]
+    old = client_for(emulator).get_ssh_keypair().ssh_public_key
     refused = sshkit(emulator, "push-authorized-keys", "--to", "keypair")
     assert refused.returncode == ExitCode.USAGE
     assert "--yes" in refused.stderr and "PRIVATE key" in refused.stderr
-    assert client_for(emulator).get_ssh_keypair()["ssh_public_key"] == old
+    assert client_for(emulator).get_ssh_keypair().ssh_public_key == old
 
 
 # --- bad input is refused before anything is sent ------------------------------------------------

@@ -24,6 +24,7 @@ import pytest
 
 from sshkit.formats.ssh_config import SshConfig
 from sshkit.services import completion
+from sshkit.settings import Connection
 from tests.test_ssh_config_unit import BLOCK, WILD
 
 SSHKIT = Path(sys.executable).parent / "sshkit"
@@ -211,7 +212,7 @@ def test_the_cache_expires_and_stays_small(tmp_path: Path, monkeypatch: pytest.M
     asked: list[str] = []
     clock = [1000.0]
 
-    def fetch(prefix: str, profile: str | None) -> list[str]:
+    def fetch(prefix: str, conn: Connection) -> list[str]:
         asked.append(prefix)
         return [f"{prefix}-{len(asked)}"]
 

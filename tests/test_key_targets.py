@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sshkit.api.client import BackendClient
 from sshkit.errors import ExitCode, LocalFileError
 from sshkit.localfs import check_key_target, looks_like_key
 from sshkit.services.account import default_key_path, fetch_container_key
@@ -40,7 +41,7 @@ def test_fetch_key_refuses_a_symlinked_key_path(hermetic_home: Path) -> None:
     key.symlink_to(bashrc)
     http, adapter = fake_session(lambda req: Reply(500, b""))
     with pytest.raises(LocalFileError, match="symbolic link"):
-        fetch_container_key(conn(), "s1", http=http)
+        fetch_container_key(BackendClient(conn(), http=http), "s1")
     assert bashrc.read_bytes() == BASHRC
     assert adapter.requests == []  # refused before asking the server
 
@@ -50,7 +51,7 @@ def test_fetch_key_refuses_to_overwrite_a_file_that_is_not_a_key(tmp_path: Path)
     notes.write_bytes(b"my notes\n")
     http, _ = fake_session(lambda req: Reply(500, b""))
     with pytest.raises(LocalFileError, match="not a key"):
-        fetch_container_key(conn(), "s1", notes, http=http)
+        fetch_container_key(BackendClient(conn(), http=http), "s1", notes)
     assert notes.read_bytes() == b"my notes\n"
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from sshkit.api.models import AppInfo, SessionInfo
 from sshkit.errors import NotFoundError, NotRunningError, RelayError, ServerError
 from sshkit.relay.pump import Buffer, CloseInfo
 from sshkit.relay.watchdog import FirstByteWatch
@@ -19,7 +20,7 @@ from sshkit.services.session_state import (
     wait_until_running,
 )
 
-SSHD_APPS = [{"name": "sshd", "protocol": "tcp", "ports": [2200]}]
+SSHD_APPS = [AppInfo("sshd", "tcp")]
 
 
 class FakeClient:
@@ -30,14 +31,14 @@ class FakeClient:
         self.apps = apps
         self.info_calls = 0
 
-    def get_session(self, name: str) -> dict[str, Any]:
+    def get_session(self, name: str) -> SessionInfo:
         item = self.statuses[min(self.info_calls, len(self.statuses) - 1)]
         self.info_calls += 1
         if isinstance(item, Exception):
             raise item
-        return {"status": item}
+        return SessionInfo(item)
 
-    def session_apps(self, name: str) -> list[dict[str, Any]]:
+    def session_apps(self, name: str) -> list[AppInfo]:
         if isinstance(self.apps, Exception):
             raise self.apps
         return list(self.apps)
@@ -120,7 +121,7 @@ def test_no_wait_for_a_running_session() -> None:
         (FakeClient([NotFoundError("x", status=404)]), RelayError, "no longer exists"),
         (FakeClient(["PREPARING"]), NotRunningError, "PREPARING: not running yet"),
         (FakeClient(["TERMINATED"]), NotRunningError, "has ended (status TERMINATED)"),
-        (FakeClient(["RUNNING"], apps=[{"name": "ttyd"}]), NotFoundError, "has no sshd service"),
+        (FakeClient(["RUNNING"], apps=[AppInfo("ttyd")]), NotFoundError, "has no sshd service"),
         (FakeClient(["RUNNING"]), RelayError, "sshd of session 's' is not answering"),
         (FakeClient([ServerError("x", status=500)]), RelayError, "is not answering"),
         (FakeClient([ServerError("x", status=502)]), RelayError, "is not answering"),

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from http import cookiejar
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
@@ -37,9 +37,16 @@ from sshkit.api.limits import (
     read_limited,
 )
 from sshkit.api.models import (
+    AppInfo,
+    FileEntry,
+    FolderInfo,
     Identity,
+    Keypair,
     LoginResult,
+    MalformedAnswer,
+    MatchEntry,
     ServerInfo,
+    SessionInfo,
     parse_api_version,
     parse_manager_version,
 )
@@ -61,6 +68,7 @@ from sshkit.errors import (
 from sshkit.settings import Connection
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 Params = Mapping[str, str | Sequence[str]]
 
 DEFAULT_TIMEOUT = 30.0
@@ -515,30 +523,31 @@ class BackendClient:
 
     # ------------------------------------------------------------------ sessions
 
-    def get_session(self, name: str) -> dict[str, Any]:
-        """`GET /session/{name}`: the session's info (§8.1). Raises NotFoundError."""
-        data = self.request_json(
-            "GET", f"/session/{quote(name, safe='')}", what=f"looking up session {name!r}"
-        )
-        return data if isinstance(data, dict) else {}
+    def get_session(self, name: str) -> SessionInfo:
+        """`GET /session/{name}`: the session's info (§8.1).
 
-    def match_sessions(self, prefix: str) -> list[dict[str, Any]]:
+        Raises NotFoundError, ServerError (also for a malformed answer).
+        """
+        what = f"looking up session {name!r}"
+        data = self.request_json("GET", f"/session/{quote(name, safe='')}", what=what)
+        return _parsed(what, SessionInfo.from_json, data)
+
+    def match_sessions(self, prefix: str) -> list[MatchEntry]:
         """`GET /session/_/match?id=PREFIX`: up to 10 of your sessions whose name or id starts
-        with PREFIX, as `{"id", "name", "status"}` (§8.1; terminated ones included)."""
-        data = self.request_json(
-            "GET", "/session/_/match", params={"id": prefix}, what="matching session names"
-        )
-        matches = data.get("matches") if isinstance(data, dict) else None
-        return [m for m in matches if isinstance(m, dict)] if isinstance(matches, list) else []
+        with PREFIX (§8.1; terminated ones included). Raises ServerError for a malformed
+        answer, and the mapped errors."""
+        what = "matching session names"
+        data = self.request_json("GET", "/session/_/match", params={"id": prefix}, what=what)
+        return _parsed(what, MatchEntry.list_from_json, data)
 
-    def session_apps(self, name: str) -> list[dict[str, Any]]:
-        """`GET /stream/session/{name}/apps`: the session's service apps (§8.2)."""
-        data = self.request_json(
-            "GET",
-            f"/stream/session/{quote(name, safe='')}/apps",
-            what=f"listing the apps of session {name!r}",
-        )
-        return [a for a in data if isinstance(a, dict)] if isinstance(data, list) else []
+    def session_apps(self, name: str) -> list[AppInfo]:
+        """`GET /stream/session/{name}/apps`: the session's service apps (§8.2).
+
+        Raises NotFoundError, ServerError (also for a malformed answer).
+        """
+        what = f"listing the apps of session {name!r}"
+        data = self.request_json("GET", f"/stream/session/{quote(name, safe='')}/apps", what=what)
+        return _parsed(what, AppInfo.list_from_json, data)
 
     def download_session_archive(self, name: str, path: str) -> tuple[str, bytes]:
         """Download `path` from session `name`; return the raw (content type, body).
@@ -620,10 +629,13 @@ class BackendClient:
 
     # ------------------------------------------------------------------- folders
 
-    def list_folders(self) -> list[dict[str, Any]]:
-        """`GET /folders`: the folders the user can access."""
-        data = self.request_json("GET", "/folders", what="listing folders")
-        return [f for f in data if isinstance(f, dict)] if isinstance(data, list) else []
+    def list_folders(self) -> list[FolderInfo]:
+        """`GET /folders`: the folders the user can access. Raises ServerError for a
+        malformed answer, and the mapped errors."""
+        what = "listing folders"
+        return _parsed(
+            what, FolderInfo.list_from_json, self.request_json("GET", "/folders", what=what)
+        )
 
     def create_folder(
         self,
@@ -632,7 +644,7 @@ class BackendClient:
         host: str | None = None,
         usage_mode: str = "general",
         permission: str = "rw",
-    ) -> dict[str, Any]:
+    ) -> None:
         """`POST /folders`. Raises RejectedError for reserved or duplicate names."""
         body = {
             "name": name,
@@ -641,39 +653,28 @@ class BackendClient:
             "permission": permission,
             "cloneable": False,
         }
-        data = self.request_json("POST", "/folders", json=body, what=f"creating folder {name!r}")
-        return data if isinstance(data, dict) else {}
+        self.request_json("POST", "/folders", json=body, what=f"creating folder {name!r}")
 
-    def folder_info(self, name: str) -> dict[str, Any]:
-        """`GET /folders/{name}`. Raises NotFoundError."""
-        data = self.request_json(
-            "GET", f"/folders/{quote(name, safe='')}", what=f"looking up folder {name!r}"
-        )
-        return data if isinstance(data, dict) else {}
+    def folder_info(self, name: str) -> FolderInfo:
+        """`GET /folders/{name}`. Raises NotFoundError, ServerError (also for a malformed
+        answer)."""
+        what = f"looking up folder {name!r}"
+        data = self.request_json("GET", f"/folders/{quote(name, safe='')}", what=what)
+        return _parsed(what, FolderInfo.from_json, data)
 
-    def list_files(self, folder: str, path: str = "") -> list[dict[str, Any]]:
+    def list_files(self, folder: str, path: str = "") -> list[FileEntry]:
         """`GET /folders/{name}/files?path=`: the entries of a directory.
 
-        `mode` is returned as an int permission (servers send "644" or a raw st_mode).
+        Raises NotFoundError, ServerError (also for a malformed answer).
         """
+        what = f"listing {path or '.'} in folder {folder!r}"
         data = self.request_json(
             "GET",
             f"/folders/{quote(folder, safe='')}/files",
             params={"path": path or "."},
-            what=f"listing {path or '.'} in folder {folder!r}",
+            what=what,
         )
-        items = data.get("items") if isinstance(data, dict) else None
-        out: list[dict[str, Any]] = []
-        for item in items if isinstance(items, list) else []:
-            if not isinstance(item, dict):
-                continue
-            mode = item.get("mode")
-            if isinstance(mode, str) and re.fullmatch(r"[0-7]{3,4}", mode):
-                item = {**item, "mode": int(mode, 8)}
-            elif isinstance(mode, int):
-                item = {**item, "mode": mode & 0o7777}
-            out.append(item)
-        return out
+        return _parsed(what, FileEntry.list_from_json, data)
 
     def upload_file(self, folder: str, path: str, data: bytes) -> None:
         """Upload `data` as `path` in `folder`: request-upload, then tus PATCHes (§7.5).
@@ -761,20 +762,31 @@ class BackendClient:
 
     # ---------------------------------------------------------------- SSH keypair
 
-    def get_ssh_keypair(self) -> dict[str, Any]:
-        """`GET /auth/ssh-keypair`: `{"ssh_public_key": ...}`."""
-        data = self.request_json("GET", "/auth/ssh-keypair", what="reading the SSH keypair")
-        return data if isinstance(data, dict) else {}
+    def get_ssh_keypair(self) -> Keypair:
+        """`GET /auth/ssh-keypair`: the public half of the keypair new sessions get.
 
-    def set_ssh_keypair(self, public_key: str, private_key: str) -> dict[str, Any]:
+        Raises ServerError for a malformed answer, and the mapped errors.
+        """
+        what = "reading the SSH keypair"
+        data = self.request_json("GET", "/auth/ssh-keypair", what=what)
+        return _parsed(what, Keypair.from_json, data)
+
+    def set_ssh_keypair(self, public_key: str, private_key: str) -> None:
         """`POST /auth/ssh-keypair`: replace the keypair new sessions get."""
-        data = self.request_json(
+        self.request_json(
             "POST",
             "/auth/ssh-keypair",
             json={"pubkey": public_key, "privkey": private_key},
             what="uploading the SSH keypair",
         )
-        return data if isinstance(data, dict) else {}
+
+
+def _parsed(what: str, parse: Callable[[Any], T], data: Any) -> T:
+    """`parse(data)`, with a malformed answer as one ServerError line."""
+    try:
+        return parse(data)
+    except MalformedAnswer as exc:
+        raise ServerError(f"{what}: the server's answer is malformed ({exc})") from None
 
 
 _SSO_HINT = (

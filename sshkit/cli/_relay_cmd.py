@@ -133,7 +133,7 @@ def _waited_for_start(
     from sshkit.services.session_state import wait_until_running
 
     with BackendClient.from_connection(conn) as client:
-        apps = sorted({str(a.get("name")) for a in client.session_apps(target.session)})
+        apps = sorted({a.name for a in client.session_apps(target.session)})
         if apps and target.app not in apps:
             raise NotFoundError(
                 f"session {target.session!r} has no {target.app!r} service "

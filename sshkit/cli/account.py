@@ -218,15 +218,17 @@ def whoami(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Check the stored credentials with the server and show whose they are."""
+    from sshkit.api.client import BackendClient
     from sshkit.services import account
     from sshkit.settings import resolve_settings
 
     settings = resolve_settings(profile)
-    me = account.whoami(
-        settings.connection(),
-        username=settings.value("username"),
-        access_key=settings.value("access_key"),
-    )
+    with BackendClient.from_connection(settings.connection()) as client:
+        me = account.whoami(
+            client,
+            username=settings.value("username"),
+            access_key=settings.value("access_key"),
+        )
     if as_json:
         import dataclasses
         import json

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sshkit.cli._app import app
+from sshkit.cli._client import open_client
 from sshkit.cli._complete import complete_session
 from sshkit.cli._prompt import ask, confirm
 from sshkit.errors import UsageError, printable
@@ -96,15 +97,17 @@ def push_authorized_keys(
         _push_keypair(files, lines, fingerprints, dry_run=dry_run, yes=yes, profile=profile)
         return
     keys = svc.collect_keys(files, lines, default_dir=None if fingerprints else svc.ssh_dir())
-    client = _client(profile)
-    guard = _removal_guard(client, fingerprints, yes=yes)
-    if to is Target.session:
-        assert session is not None
-        result = svc.push_to_session(client, session, keys, fingerprints, dry_run=dry_run, **guard)
-    else:
-        result = svc.push_to_folder(
-            client, keys, fingerprints, folder=folder, dry_run=dry_run, **guard
-        )
+    with open_client(profile) as client:
+        guard = _removal_guard(client, fingerprints, yes=yes)
+        if to is Target.session:
+            assert session is not None
+            result = svc.push_to_session(
+                client, session, keys, fingerprints, dry_run=dry_run, **guard
+            )
+        else:
+            result = svc.push_to_folder(
+                client, keys, fingerprints, folder=folder, dry_run=dry_run, **guard
+            )
     _report(result)
 
 
@@ -140,23 +143,25 @@ def _push_keypair(
     if lines or remove or len(files) > 1:
         raise UsageError("--to keypair takes one PUBKEY_FILE (its private key sits next to it)")
     public_path = files[0] if files else svc.default_public_key(svc.ssh_dir())
-    client = _client(profile)
-    plan = svc.plan_keypair(client, public_path, passphrase=_ask_passphrase)
-    if plan.current_fingerprint == plan.public.fingerprint:
-        _report(svc.upload_keypair(client, plan))  # already the keypair's key: no upload
-        return
-    typer.echo(_keypair_notice(plan), err=True)
-    if dry_run:
-        typer.echo("dry run: nothing uploaded")
-        return
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError(
-                "refusing to upload a private key without confirmation",
-                hint="run it in a terminal, or pass --yes",
+    with open_client(profile) as client:
+        plan = svc.plan_keypair(client, public_path, passphrase=_ask_passphrase)
+        if plan.current_fingerprint == plan.public.fingerprint:
+            _report(svc.upload_keypair(client, plan))  # already the keypair's key: no upload
+            return
+        typer.echo(_keypair_notice(plan), err=True)
+        if dry_run:
+            typer.echo("dry run: nothing uploaded")
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(
+                    "refusing to upload a private key without confirmation",
+                    hint="run it in a terminal, or pass --yes",
+                )
+            confirm(
+                "Upload this private key?", default=False, declined="declined: nothing uploaded"
             )
-        confirm("Upload this private key?", default=False, declined="declined: nothing uploaded")
-    _report(svc.upload_keypair(client, plan))
+        _report(svc.upload_keypair(client, plan))
 
 
 def _keypair_notice(plan: KeypairPlan) -> str:
@@ -173,13 +178,6 @@ def _ask_passphrase() -> bytes | None:
     if not sys.stdin.isatty():
         return None
     return ask("Passphrase for the private key", hide=True).encode()
-
-
-def _client(profile: str | None) -> BackendClient:
-    from sshkit.api.client import BackendClient
-    from sshkit.settings import load_connection
-
-    return BackendClient.from_connection(load_connection(profile))
 
 
 def _report(result: PushResult) -> None:
@@ -232,11 +230,11 @@ def list_keys(
     """List each key's type, bits, fingerprint and comment."""
     from sshkit.services import authorized_keys as svc
 
-    client = _client(profile)
-    if session:
-        result = svc.list_session_keys(client, session)
-    else:
-        result = svc.list_folder_keys(client, folder)
+    with open_client(profile) as client:
+        if session:
+            result = svc.list_session_keys(client, session)
+        else:
+            result = svc.list_folder_keys(client, folder)
     typer.echo(_render_list(result, as_json=as_json), nl=False)
 
 

@@ -40,9 +40,11 @@ def doctor(
     The verdict is `ssh -F CONFIG -o BatchMode=yes ALIAS true`; a failure is then retraced
     to name its stage. Exit 14 when a check fails (with --json too).
     """
+    from sshkit.cli._client import LazyClient
     from sshkit.services.doctor import run_doctor
 
-    report = run_doctor(alias, config=ssh_config, profile=profile)
+    with LazyClient(profile) as backend:
+        report = run_doctor(alias, config=ssh_config, profile=profile, backend=backend)
     if as_json:
         _print_json(report)
     else:

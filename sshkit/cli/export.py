@@ -57,10 +57,11 @@ def putty(
     Import it with regedit (double-click) or `reg import FILE`; the session then
     appears in PuTTY's list. Default output: ./bai-SESSION.reg.
     """
+    from sshkit.cli._client import LazyClient
     from sshkit.services.exports import export_session
 
-    result = _emit(
-        export_session(
+    with LazyClient(profile) as backend:
+        exported = export_session(
             "putty",
             session,
             output=output,
@@ -69,8 +70,9 @@ def putty(
             key=key,
             profile=profile,
             force=force,
+            backend=backend,
         )
-    )
+    result = _emit(exported)
     if result.path is not None:
         typer.echo(f"wrote PuTTY session {result.alias!r} to {result.path}")
         typer.echo(f'import it with: reg import "{result.path}"', err=True)
@@ -99,10 +101,11 @@ def winscp(
     Add the section to WinSCP.ini, or start WinSCP with /ini=FILE.
     Default output: ./bai-SESSION.ini.
     """
+    from sshkit.cli._client import LazyClient
     from sshkit.services.exports import export_session
 
-    result = _emit(
-        export_session(
+    with LazyClient(profile) as backend:
+        exported = export_session(
             "winscp",
             session,
             output=output,
@@ -112,8 +115,9 @@ def winscp(
             profile=profile,
             force=force,
             codepage=codepage,
+            backend=backend,
         )
-    )
+    result = _emit(exported)
     if result.path is not None:
         typer.echo(f"wrote WinSCP site {result.alias!r} to {result.path}")
 
@@ -143,10 +147,11 @@ def filezilla(
     FileZilla cannot run a proxy command: start `sshkit forward SESSION -b PORT`
     before connecting. A site with the same name is replaced.
     """
+    from sshkit.cli._client import LazyClient
     from sshkit.services.exports import export_session
 
-    result = _emit(
-        export_session(
+    with LazyClient(profile) as backend:
+        exported = export_session(
             "filezilla",
             session,
             output=output,
@@ -155,8 +160,9 @@ def filezilla(
             key=key,
             profile=profile,
             port=port,
+            backend=backend,
         )
-    )
+    result = _emit(exported)
     if result.path is not None:
         verb = "replaced" if result.replaced else "added"
         typer.echo(

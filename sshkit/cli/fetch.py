@@ -36,10 +36,11 @@ def fetch_key(
     The key belongs to your access key, so one file serves all your sessions.
     Example: sshkit fetch-key my-session
     """
+    from sshkit.cli._client import open_client
     from sshkit.services.account import fetch_container_key
-    from sshkit.settings import load_connection
 
-    result = fetch_container_key(load_connection(profile), session, output, force=force)
+    with open_client(profile) as client:
+        result = fetch_container_key(client, session, output, force=force)
     if result.backup:
         typer.echo(f"Kept the previous key as {result.backup}")
     state = "Saved" if result.changed else "Unchanged:"

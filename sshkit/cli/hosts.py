@@ -78,10 +78,11 @@ def hosts_prune(
     profile: Annotated[str | None, typer.Option("--profile", help="Login profile.")] = None,
 ) -> None:
     """Remove blocks whose sessions no longer exist (asks first)."""
+    from sshkit.cli._client import open_client
     from sshkit.services.hosts import remove_hosts, stale_hosts
-    from sshkit.settings import load_connection
 
-    stale = stale_hosts(load_connection(profile), ssh_config)
+    with open_client(profile) as client:
+        stale = stale_hosts(client, ssh_config)
     if not stale:
         typer.echo("Nothing to prune: every session sshkit has a block for still exists.")
         return

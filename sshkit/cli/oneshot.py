@@ -62,12 +62,17 @@ def ssh_command(
 
     Example: sshkit ssh my-session -- -L 8888:localhost:8888 nvidia-smi
     """
-    from sshkit.services.oneshot import run_ssh
-    from sshkit.settings import load_connection
+    from sshkit.cli._client import open_client
+    from sshkit.formats.names import check_session_name
+    from sshkit.services.oneshot import prepare_config, require_tool, run_ssh
 
     opts = _options(user, identity, host_key, profile, wait)
-    code = run_ssh(load_connection(profile), session, ssh_args or [], opts)
-    raise typer.Exit(code)
+    with open_client(profile) as client:
+        check_session_name(session)
+        ssh = require_tool("ssh")
+        config = prepare_config(client, [session], opts)
+    # The client is closed before ssh runs: the session may last for hours.
+    raise typer.Exit(run_ssh(ssh, config, session, ssh_args or []))
 
 
 @app.command("scp", context_settings=_PASS)
@@ -85,8 +90,11 @@ def scp_command(
 
     Example: sshkit scp data.csv my-session:/home/work/
     """
-    from sshkit.services.oneshot import run_scp
-    from sshkit.settings import load_connection
+    from sshkit.cli._client import open_client
+    from sshkit.services.oneshot import prepare_config, require_tool, run_scp, scp_sessions
 
     opts = _options(user, identity, host_key, profile, wait)
-    raise typer.Exit(run_scp(load_connection(profile), scp_args, opts))
+    with open_client(profile) as client:
+        scp = require_tool("scp")
+        config = prepare_config(client, scp_sessions(scp_args), opts)
+    raise typer.Exit(run_scp(scp, config, scp_args))

@@ -15,7 +15,8 @@ from sshkit.cli._prompt import confirm
 from sshkit.errors import CheckFailedError, UsageError
 
 if TYPE_CHECKING:
-    from sshkit.services.vscode import SetupResult
+    from sshkit.api.client import BackendClient
+    from sshkit.services.vscode import SetupOptions, SetupResult
 
 
 @app.command("setup-vscode")
@@ -78,30 +79,50 @@ def setup_vscode(
     `sshkit hosts remove`), except that it never disables your own hand-written
     block for ALIAS without --yes.
     """
+    from sshkit.cli._client import open_client
     from sshkit.services import vscode as svc
-    from sshkit.settings import load_connection
 
     if multiplex_persist is not None and not multiplex:
         raise UsageError("--multiplex-persist needs --multiplex")
     if multiplex:
         svc.refuse_multiplex_on(svc.current_platform())
-    conn = load_connection(profile)
-    opts = svc.SetupOptions(
-        session=session,
-        alias=alias,
-        user=user,
-        identity=identity,
-        ssh_config=ssh_config,
-        suffix=suffix,
-        host_key=host_key.value if host_key else None,
-        ppk=ppk,
-        profile=profile,
-        multiplex=(multiplex_persist or svc.DEFAULT_MULTIPLEX_PERSIST) if multiplex else None,
-        wait=wait,
-    )
-    if wait < 0:
-        raise UsageError("--wait must be 0 or more seconds")
-    plan = svc.plan_setup(opts, conn, notify=lambda line: typer.echo(f"sshkit: {line}", err=True))
+    with open_client(profile) as client:
+        opts = svc.SetupOptions(
+            session=session,
+            alias=alias,
+            user=user,
+            identity=identity,
+            ssh_config=ssh_config,
+            suffix=suffix,
+            host_key=host_key.value if host_key else None,
+            ppk=ppk,
+            profile=profile,
+            multiplex=(multiplex_persist or svc.DEFAULT_MULTIPLEX_PERSIST) if multiplex else None,
+            wait=wait,
+        )
+        if wait < 0:
+            raise UsageError("--wait must be 0 or more seconds")
+        result = _plan_and_apply(client, opts, dry_run=dry_run, yes=yes)
+    if result is None:
+        return
+    _report(result)
+    if open_code and not svc.open_vscode(alias):
+        typer.echo("sshkit: `code` is not on PATH; open VS Code and pick the host.", err=True)
+    if result.mismatches:
+        raise CheckFailedError(
+            f"ssh -G shows {len(result.mismatches)} value(s) that are not sshkit's",
+            hint="see the lines above; `sshkit doctor` explains where they come from",
+        )
+
+
+def _plan_and_apply(
+    client: BackendClient, opts: SetupOptions, *, dry_run: bool, yes: bool
+) -> SetupResult | None:
+    """Plan, show or ask, then apply; None for a dry run. Raises what the service raises,
+    and DeclinedError when the user says no."""
+    from sshkit.services import vscode as svc
+
+    plan = svc.plan_setup(opts, client, notify=lambda line: typer.echo(f"sshkit: {line}", err=True))
     cfg = plan.config
     for hb in cfg.disabled:
         typer.echo(
@@ -112,7 +133,7 @@ def setup_vscode(
         )
     if dry_run:
         typer.echo(cfg.diff() or f"No changes to make to {cfg.path}.", nl=not cfg.diff())
-        return
+        return None
     if not yes:
         if sys.stdin.isatty():
             typer.echo(cfg.diff() or f"No changes to make to {cfg.path}.", nl=not cfg.diff())
@@ -121,18 +142,10 @@ def setup_vscode(
             )
         elif cfg.disabled:
             raise UsageError(
-                f"refusing to disable your own 'Host {alias}' block without consent",
+                f"refusing to disable your own 'Host {opts.alias}' block without consent",
                 hint="rerun with --yes (or use --alias with another name)",
             )
-    result = svc.apply_setup(plan, conn)
-    _report(result)
-    if open_code and not svc.open_vscode(alias):
-        typer.echo("sshkit: `code` is not on PATH; open VS Code and pick the host.", err=True)
-    if result.mismatches:
-        raise CheckFailedError(
-            f"ssh -G shows {len(result.mismatches)} value(s) that are not sshkit's",
-            hint="see the lines above; `sshkit doctor` explains where they come from",
-        )
+    return svc.apply_setup(plan, client)
 
 
 def _report(result: SetupResult) -> None:

@@ -248,22 +248,20 @@ def logout(
 
 
 def whoami(
-    conn: Connection,
+    client: BackendClient,
     *,
     username: str | None = None,
     access_key: str | None = None,
-    http: requests.Session | None = None,
-    clock: Clock | None = None,
 ) -> WhoAmI:
-    """Check the credentials against the server and describe them.
+    """Check `client`'s credentials against the server and describe them.
 
     `username` and `access_key` are what the stored login knows (session mode
     has no access key of its own). Raises AuthError, NetworkError and the other
     API errors.
     """
-    with _client(conn, http, clock) as client:
-        identity: Identity = client.whoami()
-        server = client.server
+    identity: Identity = client.whoami()
+    server = client.server
+    conn = client.conn
     return WhoAmI(
         profile=conn.profile,
         endpoint=conn.endpoint,
@@ -331,17 +329,16 @@ def download_container_key(client: BackendClient, session: str) -> bytes:
 
 
 def fetch_container_key(
-    conn: Connection,
+    client: BackendClient,
     session: str,
     out: Path | None = None,
     *,
-    http: requests.Session | None = None,
-    clock: Clock | None = None,
     force: bool = False,
 ) -> FetchKeyResult:
     """Download the session's `id_container` and write it, mode 0600 from creation.
 
-    A symlink or a file that is not a key at `out` is refused unless `force`.
+    `out` defaults to the profile's key path (the profile of `client`'s login). A
+    symlink or a file that is not a key at `out` is refused unless `force`.
 
     The download is parsed defensively and the key must load before anything
     is written. An existing, different key at `out` is first kept as a backup
@@ -352,10 +349,9 @@ def fetch_container_key(
     from sshkit.formats.names import check_session_name
 
     check_session_name(session)
-    path = out if out is not None else default_key_path(conn.profile)
+    path = out if out is not None else default_key_path(client.conn.profile)
     localfs.check_key_target(path, force=force)
-    with _client(conn, http, clock) as client:
-        data = download_container_key(client, session)
+    data = download_container_key(client, session)
     fingerprint, key_type, bits = _describe_key(data)
     if path.is_dir():
         raise LocalFileError(f"{path} is a directory", hint="pass a file name with -o")

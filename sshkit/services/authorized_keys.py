@@ -45,6 +45,7 @@ from sshkit.localfs import read_bytes_if_exists
 
 if TYPE_CHECKING:
     from sshkit.api.client import BackendClient
+    from sshkit.api.models import FolderInfo
 
 DEFAULT_FOLDER = ".ssh"
 FILE_NAME = "authorized_keys"
@@ -322,12 +323,11 @@ def _risky_removal(merged: ak.MergeResult, protected: set[str]) -> str | None:
 # --- folder target --------------------------------------------------------------------------
 
 
-def _folder_exists(client: BackendClient, folder: str) -> dict[str, Any] | None:
+def _folder_exists(client: BackendClient, folder: str) -> FolderInfo | None:
     try:
-        info = client.folder_info(folder)
+        return client.folder_info(folder)
     except NotFoundError:
         return None
-    return dict(info) if isinstance(info, dict) else {}
 
 
 def _refusal(folder: str, exc: ApiError) -> RejectedError:
@@ -369,15 +369,6 @@ def ensure_folder(client: BackendClient, folder: str) -> bool:
     return True
 
 
-def _mode_of(item: dict[str, Any]) -> int | None:
-    mode = item.get("mode")
-    if isinstance(mode, int):
-        return mode & 0o7777
-    if isinstance(mode, str) and mode.isdigit():
-        return int(mode, 8) & 0o7777
-    return None
-
-
 def mode_problem(mode: int) -> str | None:
     """Why sshd would refuse an authorized_keys with this mode, or None when it is fine."""
     if mode & 0o022:
@@ -395,9 +386,8 @@ def _mode_warning(client: BackendClient, folder: str) -> str | None:
     except ApiError:
         return None
     for item in items:
-        if item.get("name") == FILE_NAME:
-            mode = _mode_of(item)
-            return mode_problem(mode) if mode is not None else None
+        if item.name == FILE_NAME:
+            return mode_problem(item.mode) if item.mode is not None else None
     return None
 
 
@@ -433,7 +423,7 @@ def push_to_folder(
         result.created_folder = created
         result.folder = folder
     else:
-        if str(info.get("permission", "rw")) == "ro":
+        if info.permission == "ro":
             raise RejectedError(
                 f"the folder {folder!r} is read-only for you", hint=ALTERNATIVES_HINT
             )
@@ -608,8 +598,8 @@ def _unencrypted_pem(key: Any) -> str:
 
 def current_keypair_fingerprint(client: BackendClient) -> str | None:
     """The fingerprint of the keypair's SSH public key, or None when it has none."""
-    text = client.get_ssh_keypair().get("ssh_public_key")
-    if not isinstance(text, str) or not text.strip():
+    text = client.get_ssh_keypair().ssh_public_key
+    if text is None:
         return None
     try:
         return ak.parse_new_keys(text, source="the keypair's SSH key")[0].fingerprint

@@ -11,9 +11,13 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sshkit import localfs
 from sshkit.errors import SshkitError
+
+if TYPE_CHECKING:
+    from sshkit.settings import Connection
 
 # Seconds the server may take before completion gives up (a Tab press must not hang).
 SERVER_TIMEOUT = 2.0
@@ -45,13 +49,13 @@ def session_names(
     prefix: str,
     profile: str | None = None,
     *,
-    fetch: Callable[[str, str | None], list[str]] | None = None,
+    fetch: Callable[[str, Connection], list[str]] | None = None,
     now: Callable[[], float] = time.time,
     cache: Path | None = None,
 ) -> list[str]:
     """Names of your live sessions starting with `prefix` (the server's first ten).
 
-    `fetch(prefix, profile)` asks the server (default: `GET /session/_/match`). Answers
+    `fetch(prefix, conn)` asks the server (default: `GET /session/_/match`). Answers
     are cached per endpoint, profile and prefix for CACHE_SECONDS. Never raises.
     """
     path = cache or cache_file()
@@ -68,7 +72,7 @@ def session_names(
     if isinstance(cached, list) and 0 <= now() - _at(hit) < CACHE_SECONDS:
         return [str(n) for n in cached if str(n).startswith(prefix)]
     try:
-        names = (fetch or _fetch)(prefix, profile)
+        names = (fetch or _fetch)(prefix, conn)
     except (SshkitError, OSError):
         return []
     entries[key] = {"at": now(), "names": names}
@@ -86,19 +90,19 @@ def _at(entry: object) -> float:
     return float(at) if isinstance(at, (int, float)) else 0.0
 
 
-def _fetch(prefix: str, profile: str | None) -> list[str]:
+def _fetch(prefix: str, conn: Connection) -> list[str]:
     from sshkit.api.client import BackendClient
-    from sshkit.settings import load_connection
 
-    with BackendClient(load_connection(profile), timeout=SERVER_TIMEOUT) as client:
+    # Completion's own client: a Tab press gets a short timeout, not a command's.
+    with BackendClient(conn, timeout=SERVER_TIMEOUT) as client:
         matches = client.match_sessions(prefix)
     names = []
     for m in matches:
-        name, status = m.get("name"), str(m.get("status") or "").upper()
+        name, status = m.name, (m.status or "").upper()
         # A name the shell would split or print raw is not offered.
-        usable = isinstance(name, str) and name.isprintable() and len(name.split()) == 1
-        if usable and str(name).startswith(prefix) and status not in _DEAD:
-            names.append(str(name))
+        usable = name is not None and name.isprintable() and len(name.split()) == 1
+        if name is not None and usable and name.startswith(prefix) and status not in _DEAD:
+            names.append(name)
     return sorted(set(names))
 
 

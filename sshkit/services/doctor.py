@@ -26,6 +26,7 @@ from sshkit.services import sshcheck
 from sshkit.services.sshconfig_edit import default_ssh_config, default_ssh_dir, read_config
 
 if TYPE_CHECKING:
+    from sshkit.api.client import BackendClient
     from sshkit.settings import Connection
 
 OK, FAIL, SKIP = "ok", "fail", "skip"
@@ -55,8 +56,10 @@ class _Ctx:
     alias: str
     config: Path
     profile: str | None
+    # The command's client, opened by the login check (the command closes it).
+    backend: Callable[[], BackendClient]
     conn: Connection | None = None
-    client: Any = None
+    client: BackendClient | None = None
     cfg: SshConfig | None = None
     block: HostBlock | None = None
     session: str | None = None
@@ -95,18 +98,15 @@ def _find_origin(cfg: SshConfig, key: str, actual: str, skip: set[int]) -> str |
 
 
 def _check_login(ctx: _Ctx) -> Check:
-    from sshkit.settings import load_connection
-
-    ctx.conn = load_connection(ctx.profile or ctx.meta.get("profile"))
+    client = ctx.backend()
+    ctx.conn = client.conn
     return Check("login", OK, f"profile {ctx.conn.profile}, endpoint {ctx.conn.endpoint}")
 
 
 def _check_endpoint(ctx: _Ctx) -> Check:
-    from sshkit.api.client import BackendClient
-
-    assert ctx.conn is not None
-    ctx.client = BackendClient.from_connection(ctx.conn)
-    who = ctx.client.whoami()
+    client = ctx.backend()
+    who = client.whoami()
+    ctx.client = client
     return Check("endpoint", OK, f"reachable, credentials accepted ({who.access_key or 'session'})")
 
 
@@ -204,13 +204,14 @@ def _check_key_match(ctx: _Ctx) -> Check:
     from sshkit.formats.keys import parse_public_line, probe_key_file
 
     assert ctx.identity is not None
+    assert ctx.client is not None
     info = probe_key_file(ctx.identity.read_bytes())
     if info.public is None:
         return Check("key matches server", SKIP, "the key's public half is encrypted")
-    server = ctx.client.get_ssh_keypair().get("ssh_public_key")
-    if not server:
+    server = ctx.client.get_ssh_keypair().ssh_public_key
+    if server is None:
         return Check("key matches server", SKIP, "the server has no SSH keypair for this user")
-    server_fp = parse_public_line(str(server).strip()).fingerprint
+    server_fp = parse_public_line(server.strip()).fingerprint
     if server_fp != info.public.fingerprint:
         raise _Fail(
             f"the key {ctx.identity} ({info.public.fingerprint}) is not the server's SSH keypair "
@@ -307,7 +308,7 @@ def _check_effective(ctx: _Ctx) -> Check:
 
 
 def _check_session(ctx: _Ctx) -> Check:
-    assert ctx.session is not None
+    assert ctx.session is not None and ctx.client is not None
     from sshkit.services.session_state import not_running_error, session_state
 
     try:
@@ -326,7 +327,7 @@ def _check_session(ctx: _Ctx) -> Check:
     if status is not None and not state.running:
         error = not_running_error(ctx.session, status)
         raise _Fail(error.message, error.hint or "start the session again")
-    apps = {str(a.get("name")) for a in ctx.client.session_apps(ctx.session)}
+    apps = {a.name for a in ctx.client.session_apps(ctx.session)}
     if "sshd" not in apps:
         raise _Fail(
             f"session {ctx.session} has no sshd service (apps: {', '.join(sorted(apps)) or '-'})",
@@ -509,15 +510,21 @@ _CHECKS: list[tuple[str, Callable[[_Ctx], Check], Callable[[_Ctx], str | None]]]
 
 
 def run_doctor(
-    alias: str = "bai-vscode", *, config: Path | None = None, profile: str | None = None
+    alias: str = "bai-vscode",
+    *,
+    config: Path | None = None,
+    profile: str | None = None,
+    backend: Callable[[], BackendClient],
 ) -> DoctorReport:
     """Run every check; never raises for a failed check (it is reported instead).
 
-    Raises UsageError for an alias starting with '-' (ssh would read it as an option).
+    `backend()` gives the command's client for `profile` (the login check reports
+    what it raises). Raises UsageError for an alias starting with '-' (ssh would read
+    it as an option).
     """
     if alias.startswith("-"):
         raise UsageError(f"the alias {alias!r} starts with '-'")
-    ctx = _Ctx(alias=alias, config=config or default_ssh_config(), profile=profile)
+    ctx = _Ctx(alias=alias, config=config or default_ssh_config(), profile=profile, backend=backend)
     report = DoctorReport(alias, ctx.config)
     for name, func, prereq in _CHECKS:
         missing = prereq(ctx)
@@ -530,6 +537,4 @@ def run_doctor(
             report.checks.append(Check(name, FAIL, exc.detail, exc.hint))
         except SshkitError as exc:
             report.checks.append(Check(name, FAIL, exc.message, exc.hint))
-    if ctx.client is not None:
-        ctx.client.close()
     return report

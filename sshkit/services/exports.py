@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sshkit.errors import LocalFileError, UsageError
 from sshkit.formats import exports as fmt
@@ -27,6 +27,11 @@ from sshkit.localfs import (
     home_dir,
     read_bytes_if_exists,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sshkit.api.client import BackendClient
 
 Client = Literal["putty", "winscp", "filezilla"]
 
@@ -131,12 +136,18 @@ def _is_ppk(path: Path) -> bool:
     return head is not None and head.startswith(b"PuTTY-User-Key-File-")
 
 
-def ensure_ppk(session: str, key: Path | None, profile: str | None) -> Path:
+def ensure_ppk(
+    session: str,
+    key: Path | None,
+    profile: str | None,
+    backend: Callable[[], BackendClient],
+) -> Path:
     """The `.ppk` file to reference, converting (or first fetching) the key when needed.
 
     `key` may be a `.ppk` (used as it is) or an OpenSSH/PEM key (converted next
     to it, again whenever the key is newer than the `.ppk`). With no `key`, the
-    profile's container key is used, fetched from the session when missing.
+    profile's container key is used, fetched from the session when missing
+    (`backend()` gives the command's client, opened only then).
     Raises LocalFileError for a missing key, and the key and API errors of
     fetching and converting.
     """
@@ -148,11 +159,11 @@ def ensure_ppk(session: str, key: Path | None, profile: str | None) -> Path:
             return key
     else:
         from sshkit.services.account import default_key_path, fetch_container_key
-        from sshkit.settings import DEFAULT_PROFILE, load_connection
+        from sshkit.settings import DEFAULT_PROFILE
 
         key = default_key_path(profile or DEFAULT_PROFILE).absolute()
         if not key.is_file():
-            key = fetch_container_key(load_connection(profile), session).path.absolute()
+            key = fetch_container_key(backend(), session).path.absolute()
 
     ppk = _ppk_path_for(key)
     if ppk.is_file() and ppk.stat().st_mtime >= key.stat().st_mtime and _is_ppk(ppk):
@@ -177,12 +188,14 @@ def export_session(
     force: bool = False,
     launcher: list[str] | None = None,
     codepage: str | None = None,
+    backend: Callable[[], BackendClient],
 ) -> ExportResult:
     """Render (and unless `output` is ``-``, write) the set-up of `session` for `client`.
 
     PuTTY/WinSCP files are never overwritten without `force`; FileZilla's
     sitemanager.xml is merged into (a one-time backup first). WinSCP.ini is
-    written in `codepage` (default `default_codepage()`). Raises
+    written in `codepage` (default `default_codepage()`). `backend()` gives the
+    command's API client, asked for only when the key must be fetched. Raises
     UsageError for values the client cannot hold, LocalFileError for file
     problems, and the errors of `ensure_ppk`.
     """
@@ -195,7 +208,7 @@ def export_session(
     if not to_stdout and client != "filezilla" and target.exists() and not force:
         raise LocalFileError(f"{target} already exists", hint="pass --force to overwrite it")
 
-    ppk = ensure_ppk(session, key, profile)
+    ppk = ensure_ppk(session, key, profile, backend)
     template = load_template(client)
     if client == "filezilla":
         return _export_filezilla(session, alias, user, ppk, port, target, template)

@@ -16,7 +16,7 @@ from sshkit.services.sshconfig_edit import (
 )
 
 if TYPE_CHECKING:
-    from sshkit.settings import Connection
+    from sshkit.api.client import BackendClient
 
 
 @dataclass(frozen=True)
@@ -112,26 +112,24 @@ def remove_hosts(aliases: list[str], config: Path | None = None) -> ConfigPlan:
     return plan
 
 
-def session_exists(conn: Connection, session: str) -> bool:
+def session_exists(client: BackendClient, session: str) -> bool:
     """True when the server knows ``session``; False on NotFoundError (others propagate)."""
-    from sshkit.api.client import BackendClient
     from sshkit.services.session_state import session_state
 
     try:
         # session_state, not get_session: 26.1.0-26.3.3 answer 500 for running sessions.
-        with BackendClient.from_connection(conn) as client:
-            session_state(client, session)
+        session_state(client, session)
     except NotFoundError as exc:
         # A name shared by several sessions is not a stale one.
         return bool(exc.error_type and exc.error_type.endswith("too-many-sessions-matched"))
     return True
 
 
-def stale_hosts(conn: Connection, config: Path | None = None) -> list[HostEntry]:
+def stale_hosts(client: BackendClient, config: Path | None = None) -> list[HostEntry]:
     """Concrete-alias blocks whose session no longer exists (wildcards never go stale)."""
     stale: list[HostEntry] = []
     for entry in list_hosts(config):
-        if entry.kind == "alias" and entry.session and not session_exists(conn, entry.session):
+        if entry.kind == "alias" and entry.session and not session_exists(client, entry.session):
             stale.append(entry)
     return stale
 

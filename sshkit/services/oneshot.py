@@ -12,7 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,6 @@ from sshkit.formats.names import check_session_name
 from sshkit.formats.proxycommand import proxycommand_line
 from sshkit.formats.ssh_config import SshConfig, sshkit_host_block
 from sshkit.services.vscode import (
-    _session_id,
     current_platform,
     managed_known_hosts,
     relay_argv,
@@ -33,7 +32,7 @@ from sshkit.services.vscode import (
 )
 
 if TYPE_CHECKING:
-    from sshkit.settings import Connection
+    from sshkit.api.client import BackendClient
 
 _REMOTE_RE = re.compile(r"^(?:(?P<user>[^@/:]+)@)?(?P<host>[A-Za-z0-9_.+-]+):")
 
@@ -61,7 +60,7 @@ def scp_sessions(args: Sequence[str]) -> list[str]:
     return out
 
 
-def _identity(conn: Connection, session: str, opts: OneShotOptions) -> Path:
+def _identity(client: BackendClient, session: str, opts: OneShotOptions) -> Path:
     if opts.identity is not None:
         path = Path(os.path.abspath(localfs.expand_user(opts.identity)))
         if not path.is_file():
@@ -69,21 +68,24 @@ def _identity(conn: Connection, session: str, opts: OneShotOptions) -> Path:
         return path
     from sshkit.services.account import default_key_path, fetch_container_key
 
-    path = Path(os.path.abspath(default_key_path(conn.profile)))
+    path = Path(os.path.abspath(default_key_path(client.conn.profile)))
     if not path.is_file():
-        fetch_container_key(conn, session, out=path)
+        fetch_container_key(client, session, out=path)
     return path
 
 
 def render_config(
-    conn: Connection, sessions: Sequence[str], opts: OneShotOptions, identity: Path
+    sessions: Sequence[str],
+    opts: OneShotOptions,
+    identity: Path,
+    ids: Mapping[str, str | None],
 ) -> bytes:
-    """The temporary config: one block per session (each checked to exist)."""
+    """The temporary config: one block per session, its host key pinned by `ids[session]`."""
     launcher = sshkit_launcher()
     profile = opts.profile
     cfg = SshConfig([])
     for session in sessions:
-        sid = _session_id(conn, session)
+        sid = ids.get(session)
         hka = f"{session}.{sid[:8]}.sshkit" if sid else f"{session}.sshkit"
         cfg = cfg.upsert(
             sshkit_host_block(
@@ -103,17 +105,26 @@ def render_config(
     return cfg.render()
 
 
-@contextmanager
-def temporary_config(
-    conn: Connection, sessions: Sequence[str], opts: OneShotOptions
-) -> Iterator[Path]:
-    """Yield the path of a private temporary ssh config for ``sessions``; delete it after."""
+def prepare_config(client: BackendClient, sessions: Sequence[str], opts: OneShotOptions) -> bytes:
+    """The temporary config for ``sessions``: each checked (waited for while it starts),
+    the key downloaded when it is not there yet.
+
+    Raises UsageError (no session named), NotFoundError/NotRunningError, LocalFileError
+    and the errors of the key download.
+    """
     if not sessions:
         raise UsageError("no session named", hint="use SESSION:path in scp arguments")
-    for session in sessions:
-        session_pin(conn, session, wait=opts.wait, notify=opts.notify)
-    identity = _identity(conn, sessions[0], opts)
-    data = render_config(conn, sessions, opts, identity)
+    ids = {
+        session: session_pin(client, session, wait=opts.wait, notify=opts.notify)[0]
+        for session in sessions
+    }
+    identity = _identity(client, sessions[0], opts)
+    return render_config(sessions, opts, identity, ids)
+
+
+@contextmanager
+def temporary_config(data: bytes) -> Iterator[Path]:
+    """Yield the path of a private temporary ssh config holding ``data``; delete it after."""
     localfs.ensure_private_dir(managed_known_hosts().parent)
     tmp = Path(tempfile.mkdtemp(prefix="sshkit-"))
     try:
@@ -124,23 +135,24 @@ def temporary_config(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _tool(name: str) -> str:
+def require_tool(name: str) -> str:
+    """The path of the program `name` on PATH. Raises LocalFileError when it is missing."""
     exe = shutil.which(name)
     if exe is None:
         raise LocalFileError(f"{name} is not installed (or not on PATH)")
     return exe
 
 
-def run_ssh(conn: Connection, session: str, args: Sequence[str], opts: OneShotOptions) -> int:
-    """Run ``ssh -F TMP SESSION ARGS...``; return ssh's exit status."""
+def run_ssh(ssh: str, config: bytes, session: str, args: Sequence[str]) -> int:
+    """Run ``ssh -F TMP SESSION ARGS...`` with ``config`` (from `prepare_config`) in TMP;
+    return ssh's exit status. ``ssh`` is the program (`require_tool("ssh")`)."""
     check_session_name(session)
-    ssh = _tool("ssh")
-    with temporary_config(conn, [session], opts) as config:
-        return subprocess.run([ssh, "-F", str(config), session, *args], check=False).returncode
+    with temporary_config(config) as path:
+        return subprocess.run([ssh, "-F", str(path), session, *args], check=False).returncode
 
 
-def run_scp(conn: Connection, args: Sequence[str], opts: OneShotOptions) -> int:
-    """Run ``scp -F TMP ARGS...`` (remote paths are SESSION:path); return scp's exit status."""
-    scp = _tool("scp")
-    with temporary_config(conn, scp_sessions(args), opts) as config:
-        return subprocess.run([scp, "-F", str(config), *args], check=False).returncode
+def run_scp(scp: str, config: bytes, args: Sequence[str]) -> int:
+    """Run ``scp -F TMP ARGS...`` (remote paths are SESSION:path) with ``config`` in TMP;
+    return scp's exit status. ``scp`` is the program (`require_tool("scp")`)."""
+    with temporary_config(config) as path:
+        return subprocess.run([scp, "-F", str(path), *args], check=False).returncode

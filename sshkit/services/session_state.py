@@ -26,6 +26,7 @@ from sshkit.errors import (
 
 if TYPE_CHECKING:
     from sshkit.api.client import BackendClient
+    from sshkit.api.models import SessionInfo
 
 # Statuses of a session whose container is not there yet (the manager's SessionStatus).
 STARTING = frozenset({"PENDING", "SCHEDULED", "PREPARING", "PULLING", "PREPARED", "CREATING"})
@@ -43,7 +44,7 @@ class SessionState:
     """
 
     status: str | None
-    info: dict[str, object] | None = None
+    info: SessionInfo | None = None
     info_failed: bool = False
 
     @property
@@ -71,8 +72,7 @@ def session_state(client: BackendClient, name: str) -> SessionState:
             raise
         apps = client.session_apps(name)
         return SessionState("RUNNING" if apps else None, None, info_failed=True)
-    status = info.get("status")
-    return SessionState(str(status) if isinstance(status, str) else None, info)
+    return SessionState(info.status, info)
 
 
 def not_running_error(name: str, status: str) -> NotRunningError:
@@ -146,7 +146,7 @@ def explain_silent_tunnel(
     if state.status is not None and not state.running:
         return not_running_error(name, state.status)
     try:
-        apps = {str(a.get("name")) for a in client.session_apps(name)}
+        apps = {a.name for a in client.session_apps(name)}
     except NotFoundError:
         return RelayError(f"session {name!r} no longer exists (it was terminated)")
     except SshkitError:

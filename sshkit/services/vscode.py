@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,7 +38,7 @@ from sshkit.services.sshconfig_edit import (
 )
 
 if TYPE_CHECKING:
-    from sshkit.settings import Connection
+    from sshkit.api.client import BackendClient
 
 DEFAULT_ALIAS = "bai-vscode"
 DEFAULT_USER = "work"
@@ -244,14 +244,6 @@ def build_blocks(
     return blocks
 
 
-def _session_id(conn: Connection, session: str) -> str | None:
-    """Check that the session exists; return its id when the server tells it.
-
-    Raises NotFoundError for a missing session, AuthError/NetworkError as the client does.
-    """
-    return session_pin(conn, session)[0]
-
-
 # 26.1.0-26.3.3 cannot describe a running session (spec §14): no id to pin by.
 NO_ID_NOTE = (
     "the server does not say the id of session {session!r} (a known bug of Backend.AI "
@@ -261,7 +253,7 @@ NO_ID_NOTE = (
 
 
 def session_pin(
-    conn: Connection,
+    client: BackendClient,
     session: str,
     *,
     wait: float = 0.0,
@@ -273,31 +265,20 @@ def session_pin(
     Raises NotFoundError for a missing session, NotRunningError for one that is not
     running, AuthError/NetworkError as the client does.
     """
-    from sshkit.api.client import BackendClient
     from sshkit.services.session_state import wait_until_running
 
-    with BackendClient.from_connection(conn) as client:
-        state = wait_until_running(client, session, wait, notify=notify or (lambda line: None))
+    state = wait_until_running(client, session, wait, notify=notify or (lambda line: None))
     if state.info is None:
         return None, NO_ID_NOTE.format(session=session)
-    return _id_of(state.info), None
-
-
-def _id_of(info: Mapping[str, object]) -> str | None:
-    if isinstance(info, dict):
-        # Any id that changes when the container is (re)started: that is when its host key
-        # changes, so the HostKeyAlias (and the pinned key) changes with it.
-        for key in ("id", "session_id", "sessionId", "containerId"):
-            value = info.get(key)
-            if isinstance(value, str) and value:
-                return value
-    return None
+    # An id that changes when the container is (re)started: that is when its host key
+    # changes, so the HostKeyAlias (and the pinned key) changes with it.
+    return state.info.id, None
 
 
 def plan_setup(
-    opts: SetupOptions, conn: Connection | None, notify: Callable[[str], None] | None = None
+    opts: SetupOptions, client: BackendClient | None, notify: Callable[[str], None] | None = None
 ) -> SetupPlan:
-    """Plan the set-up (no writes). ``conn`` None skips the server checks (tests, offline).
+    """Plan the set-up (no writes). ``client`` None skips the server checks (tests, offline).
 
     A session that is still starting is waited for, up to ``opts.wait`` s (``notify`` gets
     one line saying so). Raises NotLoggedInError/NotFoundError (NotRunningError) from the
@@ -305,8 +286,8 @@ def plan_setup(
     it, broken markers), UsageError for bad options.
     """
     session_id, note = (
-        session_pin(conn, opts.session, wait=opts.wait, notify=notify)
-        if conn is not None
+        session_pin(client, opts.session, wait=opts.wait, notify=notify)
+        if client is not None
         else (None, None)
     )
     if opts.identity is not None:
@@ -315,7 +296,9 @@ def plan_setup(
     else:
         from sshkit.services.account import default_key_path
 
-        identity = Path(os.path.abspath(default_key_path(conn.profile if conn else "default")))
+        identity = Path(
+            os.path.abspath(default_key_path(client.conn.profile if client else "default"))
+        )
         fetch = True
     blocks = build_blocks(opts, identity, session_id=session_id)
     path = opts.ssh_config or default_ssh_dir() / "config"
@@ -370,7 +353,7 @@ def check_effective(config: Path, blocks: list[HostBlock]) -> list[tuple[str, ss
     return out
 
 
-def apply_setup(plan: SetupPlan, conn: Connection | None) -> SetupResult:
+def apply_setup(plan: SetupPlan, client: BackendClient | None) -> SetupResult:
     """Carry out a plan: key, permissions, config, known_hosts dir, checks, .ppk, VS Code.
 
     Raises the errors of the key download (NotFoundError, AuthError, NetworkError...),
@@ -382,11 +365,11 @@ def apply_setup(plan: SetupPlan, conn: Connection | None) -> SetupResult:
     ssh_dir = default_ssh_dir()
     localfs.ensure_private_dir(ssh_dir)
     if plan.fetch_key:
-        if conn is None:
+        if client is None:
             raise UsageError("cannot download the key without a login; pass --identity")
         from sshkit.services.account import fetch_container_key
 
-        fetched = fetch_container_key(conn, opts.session, out=plan.identity)
+        fetched = fetch_container_key(client, opts.session, out=plan.identity)
         result.key_fingerprint = fetched.fingerprint
     elif not plan.identity.is_file():
         raise LocalFileError(f"the identity file {plan.identity} does not exist")
