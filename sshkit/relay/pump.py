@@ -176,6 +176,17 @@ class Pump:
         self.wait()
         return self.result
 
+    def _finish_downstream(self) -> None:
+        """Record how the channel closed, close the sink and wake `wait` (both paths)."""
+        result = self.result
+        result.close = self.channel.close_info
+        try:
+            self.sink.close()
+        except OSError as exc:
+            if result.sink_error is None:
+                result.sink_error = exc
+        self._done.set()
+
     def _downstream_to_fd(self, fd: int) -> None:
         """`_downstream` for a channel that writes payloads to the sink's fd itself (splice)."""
         result = self.result
@@ -193,13 +204,7 @@ class Pump:
                 result.bytes_down += moved
                 result.messages_down += 1
         finally:
-            result.close = self.channel.close_info
-            try:
-                self.sink.close()
-            except OSError as exc:
-                if result.sink_error is None:
-                    result.sink_error = exc
-            self._done.set()
+            self._finish_downstream()
 
     def _upstream(self) -> None:
         result = self.result
@@ -244,13 +249,7 @@ class Pump:
                 result.bytes_down += len(data)
                 result.messages_down += 1
         finally:
-            result.close = self.channel.close_info
-            try:
-                self.sink.close()
-            except OSError as exc:
-                if result.sink_error is None:
-                    result.sink_error = exc
-            self._done.set()
+            self._finish_downstream()
 
 
 def _direct_fd(sink: ByteSink, channel: Channel) -> int | None:
