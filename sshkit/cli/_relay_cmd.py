@@ -52,48 +52,12 @@ def _connector(
         )
     except ServerError as exc:
         if exc.status == 502 and target.session_mode:
-            _explain_bad_gateway(conn, target, headers, timeout)
+            from sshkit.api.tunnel import explain_bad_gateway
+
+            clearer = explain_bad_gateway(conn, target.session, target.app, headers, timeout)
+            if clearer is not None:
+                raise clearer from None
         raise
-
-
-def _explain_bad_gateway(
-    conn: Connection, target: TunnelTarget, headers: dict[str, str], timeout: float
-) -> None:
-    """Find out why the webserver answered 502 (it hides the manager's 404/401).
-
-    Asks `GET /func/session/{name}` once, on this error path only, and raises the
-    clearer error when there is one. Session-mode headers carry no signature, so
-    the tunnel's headers serve this request too.
-    """
-    import urllib.error
-    import urllib.request
-    from urllib.parse import quote
-
-    from sshkit.relay.ws import handshake_error, ssl_context
-
-    url = f"{conn.endpoint.rstrip('/')}/func/session/{quote(target.session, safe='')}"
-    if not url.startswith(("http://", "https://")):
-        return
-    request = urllib.request.Request(url, headers=headers, method="GET")  # noqa: S310
-    context = ssl_context(conn.verify_tls, conn.ca_bundle) if url.startswith("https") else None
-
-    # No redirect is followed: urllib would copy the session id header to wherever
-    # a 3xx points (another host, or https -> http). A 3xx is an HTTPError here.
-    class NoRedirects(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args: object, **kwargs: object) -> None:
-            return None
-
-    opener = urllib.request.build_opener(
-        NoRedirects(), urllib.request.HTTPSHandler(context=context)
-    )
-    try:
-        with opener.open(request, timeout=timeout):
-            return
-    except urllib.error.HTTPError as exc:
-        if exc.code in (401, 403, 404):
-            raise handshake_error(exc.code, exc.read(65536), target) from None
-    except OSError:
-        return
 
 
 def _open_when_ready(
