@@ -285,3 +285,29 @@ def test_the_502_explanation_has_a_wall_clock_deadline() -> None:
     # Whatever it read by then is mapped (a 404: session not found), never waited for.
     assert explained is None or isinstance(explained, NotFoundError)
     assert elapsed < 5, elapsed
+
+
+# --- close codes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "mid_stream", "fragment", "hint"),
+    [
+        (1013, False, "the ttyd of session 's1' refused the connection", "starting"),
+        (1011, False, "could not connect to the ttyd of session 's1' (close code 1011)", None),
+        (1011, True, "the tunnel to the ttyd of session 's1' broke", "connect again"),
+        (1013, True, "closed it with try again later (close code 1013)", "connect again"),
+        (4000, False, "the server closed the tunnel with code 4000: bye", None),
+    ],
+)
+def test_close_codes_name_the_app(
+    code: int, mid_stream: bool, fragment: str, hint: str | None
+) -> None:
+    from sshkit.relay.pump import CloseInfo
+    from sshkit.relay.ws import close_error
+
+    target = TunnelTarget("s1", "ttyd")
+    error = close_error(CloseInfo(code, "bye", False), target, mid_stream=mid_stream)
+    assert error is not None and fragment in error.message
+    assert (error.hint is None) if hint is None else (hint in (error.hint or ""))
+    assert close_error(CloseInfo(1000, "", True), target) is None

@@ -7,6 +7,8 @@ websocket handshake (`sshkit.relay.ws`) and the relay's look-up behind a webserv
 502 (`sshkit.api.tunnel.explain_bad_gateway`) all call `classify`, so the same
 answer gives the same error class, message and hint wherever it comes from: one
 clock-skew rule, one 401 hint per endpoint type, one text for an ambiguous name.
+The close codes a server ends a tunnel websocket with are mapped here too
+(`close_code_error`, for `sshkit.relay.ws.close_error`).
 
 Stdlib only and light (the relay reaches it on its error path, on every ssh
 connection). Server text is kept verbatim here; `sshkit.cli._errors.report`
@@ -26,6 +28,7 @@ from sshkit.errors import (
     NotFoundError,
     RateLimitError,
     RejectedError,
+    RelayError,
     ServerError,
 )
 
@@ -250,3 +253,33 @@ def classify(
 def tunnel_what(app: str) -> str:
     """The operation named in the errors of opening a tunnel to `app`."""
     return f"opening the tunnel to {app}"
+
+
+def close_code_error(
+    code: int, reason: str, *, session: str, app: str, mid_stream: bool = False
+) -> RelayError:
+    """The error for a tunnel websocket the server closed with `code` (spec §6.3).
+
+    1013: the app refused the connection (often: still starting); 1011: the server
+    could not connect to it. `mid_stream`: bytes from the app had already arrived,
+    so the server had connected, and the same codes mean the tunnel broke. Raises
+    nothing.
+    """
+    if mid_stream and code in (1011, 1013):
+        what = "an internal error" if code == 1011 else "try again later"
+        return RelayError(
+            f"the tunnel to the {app} of session {session!r} broke: "
+            f"the server closed it with {what} (close code {code})",
+            hint="connect again; if it keeps happening, the server's log says why",
+        )
+    if code == 1013:
+        return RelayError(
+            f"the {app} of session {session!r} refused the connection (close code 1013)",
+            hint="the session may still be starting; try again in a moment",
+        )
+    if code == 1011:
+        return RelayError(
+            f"the server could not connect to the {app} of session {session!r} (close code 1011)"
+        )
+    said = f": {reason}" if reason else ""
+    return RelayError(f"the server closed the tunnel with code {code}{said}")

@@ -113,39 +113,21 @@ def close_error(
 ) -> RelayError | None:
     """The error a closed channel stands for, or None when it closed normally.
 
-    `mid_stream`: bytes from the target had already arrived, so the server had
-    connected to it; a close code about connecting would then mislead.
+    A close code from the server is mapped by `sshkit.api.problems.close_code_error`
+    (imported on that path only); a connection that ended without one is explained
+    here. `mid_stream`: bytes from the target had already arrived.
     """
     if info is None or info.clean:
         return None
-    if mid_stream and info.code in (1011, 1013):
-        return _mid_stream_close_error(info.code, target)
-    session = target.session
-    if info.code == 1013:
-        return RelayError(
-            f"the sshd of session {session!r} refused the connection (close code 1013)",
-            hint="the session may still be starting; try again in a moment",
-        )
-    if info.code == 1011:
-        return RelayError(
-            f"the server could not connect to the sshd of session {session!r} (close code 1011)"
-        )
     if info.code is None:
         if info.reason == "keepalive ping timeout":
             return RelayError(f"the server stopped answering (no pong for {PING_TIMEOUT:.0f} s)")
         why = info.reason or "no close frame"
         return RelayError(f"the connection to the server was lost ({why})")
-    reason = f": {info.reason}" if info.reason else ""
-    return RelayError(f"the server closed the tunnel with code {info.code}{reason}")
+    from sshkit.api.problems import close_code_error
 
-
-def _mid_stream_close_error(code: int, target: TunnelTarget) -> RelayError:
-    """A 1011/1013 close after the tunnel carried bytes: it broke, it was not refused."""
-    what = "an internal error" if code == 1011 else "try again later"
-    return RelayError(
-        f"the tunnel to the {target.app} of session {target.session!r} broke: "
-        f"the server closed it with {what} (close code {code})",
-        hint="connect again; if it keeps happening, the server's log says why",
+    return close_code_error(
+        info.code, info.reason, session=target.session, app=target.app, mid_stream=mid_stream
     )
 
 
