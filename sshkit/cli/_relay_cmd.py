@@ -88,35 +88,20 @@ def _waited_for_start(
 ) -> bool:
     """After a refused tunnel: name a missing app, or wait while the session starts.
 
-    Says so once on stderr when it waits; returns False when there was nothing to
-    wait for. Raises NotFoundError (no such app: the webserver's 502 hides the
-    manager's "No such app service."), NotRunningError, and the API errors.
+    Says so once on stderr (and in the log) when it waits; returns False when there
+    was nothing to wait for. Raises what `wait_for_refused_tunnel` raises.
     """
     from sshkit.api.client import BackendClient
-    from sshkit.errors import NotFoundError
-    from sshkit.services.session_state import wait_until_running
+    from sshkit.services.session_state import wait_for_refused_tunnel
+
+    def notify(line: str) -> None:
+        if log:
+            log.write(line)
+        sys.stderr.write(f"sshkit: {line}\n")
+        sys.stderr.flush()
 
     with BackendClient.from_connection(conn) as client:
-        apps = sorted({str(a.get("name")) for a in client.session_apps(target.session)})
-        if apps and target.app not in apps:
-            raise NotFoundError(
-                f"session {target.session!r} has no {target.app!r} service "
-                f"(it has: {', '.join(apps)})",
-                hint="pick one of those with --app",
-            )
-        if apps:
-            return False  # running (apps are listed): the refusal is not about starting
-        told: list[str] = []
-
-        def notify(line: str) -> None:
-            told.append(line)
-            if log:
-                log.write(line)
-            sys.stderr.write(f"sshkit: {line}\n")
-            sys.stderr.flush()
-
-        wait_until_running(client, target.session, wait, notify=notify)
-    return bool(told)
+        return wait_for_refused_tunnel(client, target.session, target.app, wait, notify=notify)
 
 
 def _run_watched(
