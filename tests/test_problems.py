@@ -77,7 +77,7 @@ CASES: list[tuple[str, int, bytes, dict[str, str], str, type[ApiError], str, str
     ("401-password-expired", 401, prob("password-expired", "Password expired."),
      JSON, "session", AuthError, "the account's password has expired", RENEW_HINT),
     ("403", 403, prob("generic-forbidden", "Forbidden operation."),
-     JSON, "api", RejectedError, "the server does not allow this to session 's1'", None),
+     JSON, "api", RejectedError, "the server does not allow access to session 's1'", None),
     ("404-session", 404, prob("object-not-found", "No such session.", msg="Session (id=s1)"),
      JSON, "api", NotFoundError, "session 's1' not found", SESSION_LIST_HINT),
     ("404-app", 404, prob("object-not-found", "No such app service."),

@@ -229,8 +229,8 @@ def classify(
             **kwargs,
         )
     if status == 403:
-        whom = f" to session {session!r}" if session else ""
-        return RejectedError(failed(f"the server does not allow this{whom}: {text}"), **kwargs)
+        to = f"access to session {session!r}" if session else "this"
+        return RejectedError(failed(f"the server does not allow {to}: {text}"), **kwargs)
     if status == 404 and session and slug != "url-not-found":
         if app and "app" in title:
             return NotFoundError(failed(f"session {session!r} has no {app!r} service"), **kwargs)
