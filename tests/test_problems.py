@@ -142,8 +142,19 @@ def _http_answer(status: int, body: bytes, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def relay_error(status: int, body: bytes, headers: dict[str, str], endpoint_type: str) -> ApiError:
-    """The relay's path: a websocket upgrade answered with the row, through open_channel."""
+def relay_error(
+    status: int,
+    body: bytes,
+    headers: dict[str, str],
+    endpoint_type: str,
+    monkeypatch: pytest.MonkeyPatch | None = None,
+) -> ApiError:
+    """The relay's path: a websocket upgrade answered with the row, through open_channel.
+
+    With `monkeypatch`, the `websockets` library opens the connection (as with a proxy).
+    """
+    if monkeypatch is not None:
+        monkeypatch.setattr("sshkit.relay.handshake.proxy_configured", lambda: True)
     with one_shot_http(lambda head: _http_answer(status, body, headers)) as port:
         target = TunnelTarget("s1", "sshd", session_mode=endpoint_type == "session")
         url = f"ws://127.0.0.1:{port}/stream/session/s1/tcpproxy?app=sshd"
@@ -165,6 +176,7 @@ def fields(error: ApiError) -> tuple[object, ...]:
     )
 
 
+@pytest.mark.parametrize("opener", ["direct", "library"])
 @pytest.mark.parametrize(
     ("status", "body", "headers", "endpoint_type", "kind", "fragment", "hint"),
     [case[1:] for case in CASES],
@@ -178,9 +190,12 @@ def test_client_and_relay_map_an_answer_alike(
     kind: type[ApiError],
     fragment: str,
     hint: str | None,
+    opener: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from_client = client_error(status, body, headers, endpoint_type)
-    from_relay = relay_error(status, body, headers, endpoint_type)
+    patch = monkeypatch if opener == "library" else None
+    from_relay = relay_error(status, body, headers, endpoint_type, patch)
     assert type(from_client) is kind
     assert from_client.message.startswith("opening the tunnel to sshd failed: ")
     assert fragment in from_client.message
