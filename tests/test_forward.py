@@ -121,7 +121,9 @@ def test_failed_tunnel_closes_the_local_connection_and_reports(server: FakeTunne
         assert sock.recv(10) == b""
     forwarder.stop()
     thread.join(10)
-    assert [e.message for e in reported] == ["session 'missing' not found"]
+    assert [e.message for e in reported] == [
+        "opening the tunnel to sshd failed: session 'missing' not found"
+    ]
 
 
 def test_close_ends_open_connections_and_joins_threads(server: FakeTunnelServer) -> None:

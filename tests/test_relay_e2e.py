@@ -268,7 +268,10 @@ def test_unknown_session_is_a_clear_message(
     proc = client.run(client.ssh("no-such-session", "true"), timeout=60)
     assert time.monotonic() - started < 10
     assert proc.returncode != 0
-    assert "sshkit: error: session 'no-such-session' not found" in proc.stderr.decode()
+    assert (
+        "sshkit: error: opening the tunnel to sshd failed: session 'no-such-session' not found"
+        in proc.stderr.decode()
+    )
 
 
 def test_bad_credentials_are_a_clear_message(api_client: Client) -> None:
@@ -280,7 +283,10 @@ def test_bad_credentials_are_a_clear_message(api_client: Client) -> None:
     assert (
         err.decode()
         .splitlines()[0]
-        .startswith("sshkit: error: the server refused the access key or secret key")
+        .startswith(
+            "sshkit: error: opening the tunnel to sshd failed:"
+            " the server refused the access key or secret key: HTTP 401"
+        )
     )
     assert api_client.emu.secret_key not in err.decode()
 

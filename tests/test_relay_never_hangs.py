@@ -227,7 +227,8 @@ def test_ambiguous_name_in_the_relay(
     try:
         relay, _ = _relay_alone(client, name)
         assert relay.returncode == ExitCode.NOT_FOUND and relay.stdout == b""
-        assert f"several sessions are named '{name}'" in _error_line(relay.stderr)
+        line = _error_line(relay.stderr)
+        assert f"2 sessions are named '{name}'" in line and all(i in line for i in ids)
         by_id = client.run(client.ssh(ids[0], "echo by-id"), timeout=120)
         assert by_id.returncode == 0 and by_id.stdout == b"by-id\n", by_id.stderr.decode()
     finally:

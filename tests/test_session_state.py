@@ -17,6 +17,7 @@ from sshkit.relay.watchdog import FirstByteWatch
 from sshkit.services.session_state import (
     explain_silent_tunnel,
     session_state,
+    wait_for_refused_tunnel,
     wait_until_running,
 )
 
@@ -222,3 +223,34 @@ def test_watchdog_fires_on_a_silent_splice_path() -> None:
     watch = FirstByteWatch(inner, 0.3).start()
     assert watch.recv_to_fd(1) is None
     assert watch.silent
+
+
+def test_a_refused_tunnel_names_the_missing_app() -> None:
+    client = FakeClient(["RUNNING"], apps=[AppInfo("ttyd"), AppInfo("jupyter")])
+    with pytest.raises(NotFoundError) as info:
+        wait_for_refused_tunnel(client, "s", "sshd", 10, notify=pytest.fail)  # type: ignore[arg-type]
+    assert info.value.message == "session 's' has no 'sshd' service (it has: jupyter, ttyd)"
+    assert "--app" in (info.value.hint or "")
+
+
+def test_a_refused_tunnel_to_a_running_session_is_not_waited_for() -> None:
+    client = FakeClient(["RUNNING"])
+    assert not wait_for_refused_tunnel(client, "s", "sshd", 10, notify=pytest.fail)  # type: ignore[arg-type]
+    assert client.info_calls == 0
+
+
+def test_a_refused_tunnel_to_a_starting_session_waits_and_says_so_once() -> None:
+    clock = Clock()
+    told: list[str] = []
+    client = FakeClient(["PREPARING", "PREPARING", "RUNNING"], apps=[])
+    waited = wait_for_refused_tunnel(
+        client,  # type: ignore[arg-type]
+        "s",
+        "sshd",
+        10,
+        notify=told.append,
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    assert waited and len(told) == 1 and "PREPARING" in told[0]
+    assert clock.now == 2.0

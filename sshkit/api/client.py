@@ -50,6 +50,7 @@ from sshkit.api.models import (
     parse_api_version,
     parse_manager_version,
 )
+from sshkit.api.problems import classify
 from sshkit.api.tunnel import SESSION_ID_HEADER, USER_AGENT
 from sshkit.errors import (
     ApiError,
@@ -58,7 +59,6 @@ from sshkit.errors import (
     NetworkError,
     NotFoundError,
     OtpRequiredError,
-    RateLimitError,
     RejectedError,
     ServerError,
     SshkitError,
@@ -73,10 +73,6 @@ Params = Mapping[str, str | Sequence[str]]
 
 DEFAULT_TIMEOUT = 30.0
 TUS_CHUNK = 16 * 1024 * 1024
-CLOCK_HINT = (
-    "the server and this computer disagree on the time by more than 15 minutes;"
-    " sync your clock (enable NTP / automatic time)"
-)
 
 # How session downloads are asked for (protocol spec §5.5, corrected by §14):
 # GET + JSON body up to 24.03.6, POST + JSON body from 24.03.7 (the only form 26.3.0-26.4.6
@@ -385,65 +381,28 @@ class BackendClient:
                 status=resp.status_code,
             ) from None
 
-    def error_for(self, resp: requests.Response, what: str) -> ApiError:
-        """Map an HTTP error answer to the sshkit error type, keeping title and msg."""
-        status = resp.status_code
-        prob = _problem(resp)
-        title = prob.get("title") if isinstance(prob.get("title"), str) else None
-        msg = prob.get("msg") if isinstance(prob.get("msg"), str) else None
-        agent = prob.get("agent-details")
-        if msg is None and isinstance(agent, dict) and isinstance(agent.get("exception"), str):
-            msg = agent["exception"]
-        if msg is None and isinstance(prob.get("details"), str):
-            msg = prob["details"]
-        error_type = prob.get("type") if isinstance(prob.get("type"), str) else None
-        error_code = prob.get("error_code") if isinstance(prob.get("error_code"), str) else None
-        if 300 <= status < 400:
-            # Not followed: the session id header would go wherever the redirect points.
-            target = resp.headers.get("Location", "elsewhere")
-            return ServerError(
-                f"{what} failed: the server redirects to {target}",
-                status=status,
-                hint="use the final URL as the endpoint",
-            )
-        detail = title or resp.reason or "error"
-        if msg and msg != title:
-            detail = f"{detail} ({msg})"
-        if error_code:
-            detail = f"{detail} [{error_code}]"
-        message = f"{what} failed: HTTP {status} {detail}"
-        kwargs: dict[str, Any] = dict(
-            status=status, title=title, msg=msg, error_type=error_type, error_code=error_code
+    def error_for(
+        self,
+        resp: requests.Response,
+        what: str,
+        *,
+        session: str | None = None,
+        app: str | None = None,
+    ) -> ApiError:
+        """Map an HTTP error answer to the sshkit error type, keeping title and msg.
+
+        The mapping is `sshkit.api.problems.classify`, shared with the relay;
+        `session` and `app` name what the request was about. Raises nothing.
+        """
+        return classify(
+            resp.status_code,
+            resp.content,
+            what=what,
+            endpoint_type=self.conn.endpoint_type,
+            session=session,
+            app=app,
+            headers=resp.headers,
         )
-        slug = (error_type or "").rsplit("/", 1)[-1]
-        if status == 429:
-            return RateLimitError(
-                f"{what} failed: the server's rate limit for this key is exceeded (HTTP 429)",
-                hint=f"wait {_rate_limit_wait(resp)} before trying again",
-                **kwargs,
-            )
-        if status == 404 and slug == "too-many-sessions-matched":
-            return NotFoundError(
-                f"{what} failed: {_matches_text(prob)}",
-                hint="name the session by its id (`backend.ai session list` shows the ids)",
-                **kwargs,
-            )
-        if status == 400 and (
-            slug == "invalid-auth-params" or (msg or "").startswith("Date/time sync")
-        ):
-            return AuthError(message, hint=CLOCK_HINT if "sync" in (msg or "") else None, **kwargs)
-        if status == 401:
-            hint = (
-                "log in again with `sshkit login`"
-                if self.conn.endpoint_type == "session"
-                else "check the access key and secret key"
-            )
-            return AuthError(message, hint=hint, **kwargs)
-        if status == 404:
-            return NotFoundError(message, **kwargs)
-        if status >= 500:
-            return ServerError(message, **kwargs)
-        return RejectedError(message, **kwargs)
 
     # ------------------------------------------------------------ session mode
 
@@ -824,35 +783,6 @@ def _login_refusal(
     if otp_sent:
         what = "wrong user name, password or one-time code"
     return AuthError(f"login as {username} failed: {what}", hint=_SSO_HINT, **kwargs)
-
-
-def _rate_limit_wait(resp: requests.Response) -> str:
-    """How long the server asks us to wait: Retry-After, else its rate window (spec §14)."""
-    for header in ("Retry-After", "X-RateLimit-Window"):
-        value = resp.headers.get(header, "").strip()
-        if value.isdigit() and 0 < int(value) <= 86400:
-            seconds = int(value)
-            prefix = "" if header == "Retry-After" else "up to "
-            if seconds >= 120:
-                return f"{prefix}{seconds // 60} minutes ({seconds} s)"
-            return f"{prefix}{seconds} s"
-    return "a few minutes"
-
-
-def _matches_text(prob: Mapping[str, Any]) -> str:
-    """'several sessions have that name' plus their ids, from a too-many-sessions-matched body."""
-    data = prob.get("data")
-    raw = data.get("matches") if isinstance(data, dict) else None
-    ids: list[str] = []
-    for match in raw if isinstance(raw, list) else []:
-        if isinstance(match, dict):
-            sid = match.get("id") or match.get("session_id")
-            if isinstance(sid, str) and re.fullmatch(r"[0-9A-Za-z-]{1,64}", sid):
-                ids.append(sid)
-    if not ids:
-        return "several sessions have that name"
-    shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
-    return f"{len(ids)} sessions have that name (ids {shown})"
 
 
 def _with_query(url: str, params: Mapping[str, str]) -> str:

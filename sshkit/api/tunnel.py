@@ -1,19 +1,45 @@
-"""The websocket request that opens a TCP tunnel to a session's app (protocol spec §6.1-6.2).
+"""The websocket request that opens a TCP tunnel to a session's app (protocol spec §6.1-6.2),
+and the look-up that explains a webserver's refusal of it.
 
-Stdlib only: the relay calls this on every ssh connection.
+Stdlib only: the relay calls this on every ssh connection (the look-up's
+`urllib.request` is imported on that error path only).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode, urlsplit
 
 from sshkit import __version__
 from sshkit.api.auth import CONTENT_TYPE_WEBSOCKET, format_date, sign_headers
 from sshkit.settings import Connection
 
+if TYPE_CHECKING:
+    import ssl
+
+    from sshkit.errors import ApiError
+
 USER_AGENT = f"sshkit/{__version__}"
 SESSION_ID_HEADER = "X-BackendAI-SessionID"
+# Largest error body read by `explain_bad_gateway`.
+MAX_EXPLAIN_BODY = 64 << 10
+
+
+def ssl_context(verify: bool = True, ca_bundle: str | None = None) -> ssl.SSLContext:
+    """A client TLS context checking `ca_bundle` (or the system store), unless not `verify`.
+
+    Raises OSError/ssl.SSLError when `ca_bundle` cannot be read.
+    """
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=ca_bundle)
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 def tunnel_request(
@@ -59,3 +85,99 @@ def tunnel_request(
     elif conn.endpoint_type == "session" and conn.session_id:
         headers[SESSION_ID_HEADER] = conn.session_id
     return f"{scheme}://{parts.netloc}{rel_url}", headers
+
+
+def explain_bad_gateway(
+    conn: Connection,
+    session: str,
+    app: str,
+    headers: Mapping[str, str],
+    timeout: float,
+) -> ApiError | None:
+    """Why the webserver refused a tunnel with 502: it hides the manager's 404/401/403.
+
+    Asks `GET /func/session/{session}` once, with the tunnel's `headers` (session
+    mode: they carry the session id and no signature, so they serve this request
+    too). No redirect is followed, at most MAX_EXPLAIN_BODY bytes are read, and the
+    whole exchange is given up after `timeout` s of wall-clock time. Returns the
+    error for a 401, 403 or 404 answer (mapped like every other answer, by
+    `sshkit.api.problems.classify`), else None. Raises nothing.
+    """
+    import threading
+
+    from sshkit.api.problems import classify, tunnel_what
+
+    url = f"{conn.endpoint.rstrip('/')}/func/session/{quote(session, safe='')}"
+    if not url.startswith(("http://", "https://")):
+        return None
+    answer: list[tuple[int, bytes, dict[str, str]]] = []
+    # A thread bounds the wall-clock time: urllib's timeout applies to each socket
+    # operation, so a server trickling its answer could stretch it without end.
+    worker = threading.Thread(
+        target=_lookup,
+        args=(conn, url, headers, time.monotonic() + timeout, answer),
+        name="explain-502",
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout)
+    if not answer:
+        return None
+    status, body, answer_headers = answer[0]
+    if status not in (401, 403, 404):
+        return None
+    return classify(
+        status,
+        body,
+        what=tunnel_what(app),
+        endpoint_type=conn.endpoint_type,
+        session=session,
+        app=app,
+        headers=answer_headers,
+    )
+
+
+def _lookup(
+    conn: Connection,
+    url: str,
+    headers: Mapping[str, str],
+    deadline: float,
+    answer: list[tuple[int, bytes, dict[str, str]]],
+) -> None:
+    """GET `url` without following redirects; append (status, body, headers) to `answer`.
+
+    Appends nothing when the server cannot be reached or the deadline passes.
+    """
+    import urllib.error
+    import urllib.request
+
+    # No redirect is followed: urllib would copy the session id header to wherever
+    # a 3xx points (another host, or https -> http). A 3xx is an HTTPError here.
+    class NoRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    try:
+        context = ssl_context(conn.verify_tls, conn.ca_bundle) if url.startswith("https") else None
+        opener = urllib.request.build_opener(
+            NoRedirects(), urllib.request.HTTPSHandler(context=context)
+        )
+        request = urllib.request.Request(url, headers=dict(headers), method="GET")  # noqa: S310
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        with opener.open(request, timeout=left) as resp:
+            answer.append((resp.status, b"", {}))
+    except urllib.error.HTTPError as exc:
+        body = bytearray()
+        try:
+            while len(body) < MAX_EXPLAIN_BODY and time.monotonic() < deadline:
+                chunk = exc.read(min(16384, MAX_EXPLAIN_BODY - len(body)))
+                if not chunk:
+                    break
+                body += chunk
+        except OSError:
+            pass
+        answer.append((exc.code, bytes(body), dict(exc.headers.items())))
+    except OSError:
+        return

@@ -52,48 +52,12 @@ def _connector(
         )
     except ServerError as exc:
         if exc.status == 502 and target.session_mode:
-            _explain_bad_gateway(conn, target, headers, timeout)
+            from sshkit.api.tunnel import explain_bad_gateway
+
+            clearer = explain_bad_gateway(conn, target.session, target.app, headers, timeout)
+            if clearer is not None:
+                raise clearer from None
         raise
-
-
-def _explain_bad_gateway(
-    conn: Connection, target: TunnelTarget, headers: dict[str, str], timeout: float
-) -> None:
-    """Find out why the webserver answered 502 (it hides the manager's 404/401).
-
-    Asks `GET /func/session/{name}` once, on this error path only, and raises the
-    clearer error when there is one. Session-mode headers carry no signature, so
-    the tunnel's headers serve this request too.
-    """
-    import urllib.error
-    import urllib.request
-    from urllib.parse import quote
-
-    from sshkit.relay.ws import handshake_error, ssl_context
-
-    url = f"{conn.endpoint.rstrip('/')}/func/session/{quote(target.session, safe='')}"
-    if not url.startswith(("http://", "https://")):
-        return
-    request = urllib.request.Request(url, headers=headers, method="GET")  # noqa: S310
-    context = ssl_context(conn.verify_tls, conn.ca_bundle) if url.startswith("https") else None
-
-    # No redirect is followed: urllib would copy the session id header to wherever
-    # a 3xx points (another host, or https -> http). A 3xx is an HTTPError here.
-    class NoRedirects(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args: object, **kwargs: object) -> None:
-            return None
-
-    opener = urllib.request.build_opener(
-        NoRedirects(), urllib.request.HTTPSHandler(context=context)
-    )
-    try:
-        with opener.open(request, timeout=timeout):
-            return
-    except urllib.error.HTTPError as exc:
-        if exc.code in (401, 403, 404):
-            raise handshake_error(exc.code, exc.read(65536), target) from None
-    except OSError:
-        return
 
 
 def _open_when_ready(
@@ -124,35 +88,20 @@ def _waited_for_start(
 ) -> bool:
     """After a refused tunnel: name a missing app, or wait while the session starts.
 
-    Says so once on stderr when it waits; returns False when there was nothing to
-    wait for. Raises NotFoundError (no such app: the webserver's 502 hides the
-    manager's "No such app service."), NotRunningError, and the API errors.
+    Says so once on stderr (and in the log) when it waits; returns False when there
+    was nothing to wait for. Raises what `wait_for_refused_tunnel` raises.
     """
     from sshkit.api.client import BackendClient
-    from sshkit.errors import NotFoundError
-    from sshkit.services.session_state import wait_until_running
+    from sshkit.services.session_state import wait_for_refused_tunnel
+
+    def notify(line: str) -> None:
+        if log:
+            log.write(line)
+        sys.stderr.write(f"sshkit: {line}\n")
+        sys.stderr.flush()
 
     with BackendClient.from_connection(conn) as client:
-        apps = sorted({a.name for a in client.session_apps(target.session)})
-        if apps and target.app not in apps:
-            raise NotFoundError(
-                f"session {target.session!r} has no {target.app!r} service "
-                f"(it has: {', '.join(apps)})",
-                hint="pick one of those with --app",
-            )
-        if apps:
-            return False  # running (apps are listed): the refusal is not about starting
-        told: list[str] = []
-
-        def notify(line: str) -> None:
-            told.append(line)
-            if log:
-                log.write(line)
-            sys.stderr.write(f"sshkit: {line}\n")
-            sys.stderr.flush()
-
-        wait_until_running(client, target.session, wait, notify=notify)
-    return bool(told)
+        return wait_for_refused_tunnel(client, target.session, target.app, wait, notify=notify)
 
 
 def _run_watched(

@@ -43,10 +43,12 @@ _PROXY_SUFFIX = "_proxy"
 class HandshakeStatus(Exception):
     """The server answered the upgrade with a status other than 101."""
 
-    def __init__(self, status: int, body: bytes) -> None:
+    def __init__(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(f"HTTP {status}")
         self.status = status
         self.body = body
+        # Lower-case names: `Location` of a refused redirect, `Retry-After` of a 429.
+        self.headers: Mapping[str, str] = headers or {}
 
 
 class HandshakeFailed(Exception):
@@ -225,7 +227,7 @@ def _handshake(sock: socket.socket, request: bytes, key: bytes, deadline: _Deadl
     status, fields = parse_head(bytes(head[:end]))
     rest = bytes(head[end + 4 :])
     if status != 101:
-        raise HandshakeStatus(status, _read_body(sock, fields, rest, deadline))
+        raise HandshakeStatus(status, _read_body(sock, fields, rest, deadline), fields)
     check_upgrade(fields, key)
     sock.settimeout(None)
     return rest

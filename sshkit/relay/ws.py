@@ -16,7 +16,6 @@ Two halves:
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import ssl
@@ -28,11 +27,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from sshkit.api.tunnel import ssl_context
 from sshkit.errors import (
     ApiError,
-    AuthError,
     NetworkError,
-    NotFoundError,
     RelayError,
     ServerError,
 )
@@ -86,104 +84,27 @@ class TunnelTarget:
     session_mode: bool = False
 
 
-def ssl_context(verify: bool = True, ca_bundle: str | None = None) -> ssl.SSLContext:
-    """A client TLS context checking `ca_bundle` (or the system store), unless not `verify`."""
-    ctx = ssl.create_default_context(cafile=ca_bundle)
-    if not verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+def handshake_error(
+    status: int,
+    body: bytes | bytearray,
+    target: TunnelTarget,
+    headers: Mapping[str, str] | None = None,
+) -> ApiError:
+    """Map an HTTP answer to the websocket upgrade to an sshkit error.
 
+    The mapping is the API client's (`sshkit.api.problems.classify`), imported
+    here on the error path only.
+    """
+    from sshkit.api.problems import classify, tunnel_what
 
-def _problem(body: bytes | bytearray) -> tuple[str | None, str | None]:
-    """Title and msg of a problem+json body, if it is one."""
-    try:
-        data = json.loads(bytes(body[:65536]).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return None, None
-    if not isinstance(data, dict):
-        return None, None
-    title = data.get("title")
-    msg = data.get("msg") or data.get("details")
-    return (
-        title if isinstance(title, str) else None,
-        msg if isinstance(msg, str) else None,
-    )
-
-
-def handshake_error(status: int, body: bytes | bytearray, target: TunnelTarget) -> ApiError:
-    """Map an HTTP answer to the websocket upgrade to an sshkit error."""
-    title, msg = _problem(body)
-    detail = f" ({title})" if title else ""
-    session = target.session
-    if status == 401:
-        if target.session_mode:
-            return AuthError(
-                "the login has expired or was revoked" + detail,
-                status=status,
-                title=title,
-                msg=msg,
-                hint="run `sshkit login` again",
-            )
-        return AuthError(
-            "the server refused the access key or secret key" + detail,
-            status=status,
-            title=title,
-            msg=msg,
-            hint="check the keys with `sshkit login`",
-        )
-    if status == 403:
-        return AuthError(
-            f"not allowed to open a tunnel to session {session!r}" + detail,
-            status=status,
-            title=title,
-            msg=msg,
-        )
-    if status == 400 and msg and "time" in msg.lower():
-        return AuthError(
-            "the server rejected the request's date; check this computer's clock",
-            status=status,
-            title=title,
-            msg=msg,
-        )
-    if status == 404:
-        if title and "too many sessions" in title.lower():
-            # A name shared by several sessions (spec §14): only the id picks one.
-            return NotFoundError(
-                f"several sessions are named {session!r}",
-                status=status,
-                title=title,
-                msg=msg,
-                hint="name the session by its id (`backend.ai session list` shows the ids)",
-            )
-        if title and "app" in title.lower():
-            return NotFoundError(
-                f"session {session!r} has no {target.app!r} service",
-                status=status,
-                title=title,
-                msg=msg,
-            )
-        return NotFoundError(
-            f"session {session!r} not found",
-            status=status,
-            title=title,
-            msg=msg,
-            hint="list your sessions with `backend.ai session list`",
-        )
-    if status == 502 and target.session_mode:
-        # The webserver hides the manager's answer behind a 502 (spec §2.3).
-        return ServerError(
-            f"the server could not open a tunnel to session {session!r} (HTTP 502); "
-            "the session may not exist or may not be running",
-            status=status,
-            title=title,
-            msg=msg,
-        )
-    return ServerError(
-        f"the server refused the tunnel to session {session!r} (HTTP {status}{detail})",
-        status=status,
-        title=title,
-        msg=msg,
+    return classify(
+        status,
+        body,
+        what=tunnel_what(target.app),
+        endpoint_type="session" if target.session_mode else "api",
+        session=target.session,
+        app=target.app,
+        headers=headers,
     )
 
 
@@ -192,39 +113,21 @@ def close_error(
 ) -> RelayError | None:
     """The error a closed channel stands for, or None when it closed normally.
 
-    `mid_stream`: bytes from the target had already arrived, so the server had
-    connected to it; a close code about connecting would then mislead.
+    A close code from the server is mapped by `sshkit.api.problems.close_code_error`
+    (imported on that path only); a connection that ended without one is explained
+    here. `mid_stream`: bytes from the target had already arrived.
     """
     if info is None or info.clean:
         return None
-    if mid_stream and info.code in (1011, 1013):
-        return _mid_stream_close_error(info.code, target)
-    session = target.session
-    if info.code == 1013:
-        return RelayError(
-            f"the sshd of session {session!r} refused the connection (close code 1013)",
-            hint="the session may still be starting; try again in a moment",
-        )
-    if info.code == 1011:
-        return RelayError(
-            f"the server could not connect to the sshd of session {session!r} (close code 1011)"
-        )
     if info.code is None:
         if info.reason == "keepalive ping timeout":
             return RelayError(f"the server stopped answering (no pong for {PING_TIMEOUT:.0f} s)")
         why = info.reason or "no close frame"
         return RelayError(f"the connection to the server was lost ({why})")
-    reason = f": {info.reason}" if info.reason else ""
-    return RelayError(f"the server closed the tunnel with code {info.code}{reason}")
+    from sshkit.api.problems import close_code_error
 
-
-def _mid_stream_close_error(code: int, target: TunnelTarget) -> RelayError:
-    """A 1011/1013 close after the tunnel carried bytes: it broke, it was not refused."""
-    what = "an internal error" if code == 1011 else "try again later"
-    return RelayError(
-        f"the tunnel to the {target.app} of session {target.session!r} broke: "
-        f"the server closed it with {what} (close code {code})",
-        hint="connect again; if it keeps happening, the server's log says why",
+    return close_code_error(
+        info.code, info.reason, session=target.session, app=target.app, mid_stream=mid_stream
     )
 
 
@@ -726,7 +629,12 @@ def _connect_with_library(
             sock.close()
             raise
     except InvalidStatus as exc:
-        raise HandshakeStatus(exc.response.status_code, bytes(exc.response.body or b"")) from None
+        response = exc.response
+        raise HandshakeStatus(
+            response.status_code,
+            bytes(response.body or b""),
+            {name.lower(): value for name, value in response.headers.raw_items()},
+        ) from None
     except (InvalidProxy, ProxyError) as exc:
         raise NetworkError(f"the proxy refused the connection to {where}: {exc}") from None
     except InvalidURI as exc:
@@ -771,7 +679,7 @@ def open_channel(
     except HandshakeStatus as exc:
         if log:
             log.write(f"handshake answered HTTP {exc.status}")
-        raise handshake_error(exc.status, exc.body, target) from None
+        raise handshake_error(exc.status, exc.body, target, exc.headers) from None
     except TimeoutError:
         raise NetworkError(
             f"no websocket handshake from {where} within {timeout:g} s",

@@ -123,6 +123,42 @@ def wait_until_running(
         state = session_state(client, name)
 
 
+def wait_for_refused_tunnel(
+    client: BackendClient,
+    name: str,
+    app: str,
+    wait: float,
+    *,
+    notify: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """After the server refused a tunnel to `app` (500, or 502 in session mode): name a
+    missing app, or wait up to `wait` s while the session starts.
+
+    Returns whether it waited (saying so once through `notify`), so that the tunnel is
+    worth asking for again; False when there was nothing to wait for. Raises
+    NotFoundError (no such app: the webserver's 502 hides the manager's "No such app
+    service."), NotRunningError, and the API errors.
+    """
+    apps = sorted({a.name for a in client.session_apps(name)})
+    if apps and app not in apps:
+        raise NotFoundError(
+            f"session {name!r} has no {app!r} service (it has: {', '.join(apps)})",
+            hint="pick one of those with --app",
+        )
+    if apps:
+        return False  # running (apps are listed): the refusal is not about starting
+    told: list[str] = []
+
+    def tell(line: str) -> None:
+        told.append(line)
+        notify(line)
+
+    wait_until_running(client, name, wait, notify=tell, sleep=sleep, clock=clock)
+    return bool(told)
+
+
 def explain_silent_tunnel(
     client: BackendClient, name: str, app: str, waited: float
 ) -> ApiError | RelayError:
