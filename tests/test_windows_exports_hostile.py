@@ -115,6 +115,26 @@ def test_filezilla_append_keeps_every_other_byte() -> None:
     ]
 
 
+def test_filezilla_merge_with_angle_brackets_inside_attribute_values() -> None:
+    # XML allows a raw '>' in an attribute value: the spans come from expat's offsets,
+    # never from searching for '>', so neither the replaced site nor its neighbours move.
+    data = (
+        b'<?xml version="1.0"?>\n<FileZilla3 note="a>b">\n\t<Servers x="1>0">\n'
+        b'\t\t<Server tag="x>y"><Host>old</Host><Name>bai-s1</Name></Server>\n'
+        b'\t\t<Server tag="p>q"/>\n'
+        b"\t</Servers>\n</FileZilla3>\n"
+    )
+    merged = fmt.merge_filezilla_sites(data, site())
+    assert merged.replaced and merged.kept_sites == 1
+    old = b'<Server tag="x>y"><Host>old</Host><Name>bai-s1</Name></Server>'
+    before, after = data.split(old)
+    assert merged.data.startswith(before) and merged.data.endswith(after)
+    root = ET.fromstring(merged.data)
+    assert root.get("note") == "a>b"
+    assert [s.get("tag") for s in root.findall("Servers/Server")] == [None, "p>q"]
+    assert root.findall("Servers/Server")[0].findtext("Host") == "127.0.0.1"
+
+
 def test_filezilla_merge_into_empty_servers_element() -> None:
     data = b"<FileZilla3>\n    <Servers/>\n</FileZilla3>\n"
     merged = fmt.merge_filezilla_sites(data, site())
