@@ -16,9 +16,9 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sshkit._record import Record
 from sshkit.errors import ConfigError, LocalFileError
 from sshkit.localfs import atomic_write, ensure_private_dir, home_dir
 
@@ -26,21 +26,66 @@ _PROFILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class StoredLogin:
-    """What `sshkit login` remembers for one profile. Secrets stay out of the repr."""
+class StoredLogin(Record):
+    """What `sshkit login` remembers for one profile. Secrets stay out of the repr.
+
+    A frozen `Record` (not a dataclass: the relay loads this module).
+    """
+
+    __slots__ = (
+        "access_key",
+        "api_version",
+        "ca_bundle",
+        "domain",
+        "endpoint",
+        "endpoint_type",
+        "manager_version",
+        "secret_key",
+        "session_id",
+        "username",
+        "verify_tls",
+    )
+    _hidden = frozenset({"secret_key", "session_id"})
 
     endpoint: str
     endpoint_type: str
-    access_key: str | None = None
-    secret_key: str | None = field(default=None, repr=False)
-    session_id: str | None = field(default=None, repr=False)
-    api_version: str | None = None
-    manager_version: str | None = None
-    username: str | None = None
-    domain: str | None = None
-    verify_tls: bool = True
-    ca_bundle: str | None = None
+    access_key: str | None
+    secret_key: str | None
+    session_id: str | None
+    api_version: str | None
+    manager_version: str | None
+    username: str | None
+    domain: str | None
+    verify_tls: bool
+    ca_bundle: str | None
+
+    def __init__(
+        self,
+        endpoint: str,
+        endpoint_type: str,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        session_id: str | None = None,
+        api_version: str | None = None,
+        manager_version: str | None = None,
+        username: str | None = None,
+        domain: str | None = None,
+        verify_tls: bool = True,
+        ca_bundle: str | None = None,
+    ) -> None:
+        self._set(
+            endpoint=endpoint,
+            endpoint_type=endpoint_type,
+            access_key=access_key,
+            secret_key=secret_key,
+            session_id=session_id,
+            api_version=api_version,
+            manager_version=manager_version,
+            username=username,
+            domain=domain,
+            verify_tls=verify_tls,
+            ca_bundle=ca_bundle,
+        )
 
 
 def check_profile_name(profile: str) -> str:
@@ -106,7 +151,7 @@ def write_login(profile: str, login: StoredLogin, environ: Mapping[str, str] | N
     """
     path = login_path(profile, environ)
     ensure_private_dir(path.parent, 0o700)
-    data = {"format": _FORMAT_VERSION, **asdict(login)}
+    data = {"format": _FORMAT_VERSION, **login.as_dict()}
     atomic_write(path, (json.dumps(data, indent=2) + "\n").encode(), mode=0o600)
     return path
 

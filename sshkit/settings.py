@@ -23,10 +23,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sshkit._record import Record
 from sshkit.credentials import StoredLogin, check_profile_name, login_path, read_login
 from sshkit.errors import ConfigError, NotLoggedInError
 from sshkit.localfs import home_dir
@@ -78,20 +78,62 @@ _TRUE = frozenset({"1", "y", "yes", "t", "true", "on"})
 _FALSE = frozenset({"0", "n", "no", "f", "false", "off", ""})
 
 
-@dataclass(frozen=True)
-class Connection:
-    """Everything needed to talk to one Backend.AI endpoint. Secrets stay out of the repr."""
+class Connection(Record):
+    """Everything needed to talk to one Backend.AI endpoint. Secrets stay out of the repr.
+
+    A frozen `Record` (not a dataclass: the relay loads this module).
+    """
+
+    __slots__ = (
+        "access_key",
+        "api_version",
+        "ca_bundle",
+        "domain",
+        "endpoint",
+        "endpoint_type",
+        "profile",
+        "secret_key",
+        "session_id",
+        "verify_tls",
+    )
+    _hidden = frozenset({"secret_key", "session_id"})
 
     endpoint: str
     endpoint_type: EndpointType
     access_key: str | None
-    secret_key: str | None = field(repr=False)
-    session_id: str | None = field(repr=False)
+    secret_key: str | None
+    session_id: str | None
     api_version: str | None
     verify_tls: bool
     ca_bundle: str | None
     profile: str
-    domain: str = DEFAULT_DOMAIN
+    domain: str
+
+    def __init__(
+        self,
+        endpoint: str,
+        endpoint_type: EndpointType,
+        access_key: str | None,
+        secret_key: str | None,
+        session_id: str | None,
+        api_version: str | None,
+        verify_tls: bool,
+        ca_bundle: str | None,
+        profile: str,
+        domain: str = DEFAULT_DOMAIN,
+    ) -> None:
+        self._set(
+            endpoint=endpoint,
+            endpoint_type=endpoint_type,
+            access_key=access_key,
+            secret_key=secret_key,
+            session_id=session_id,
+            api_version=api_version,
+            verify_tls=verify_tls,
+            ca_bundle=ca_bundle,
+            profile=profile,
+            domain=domain,
+        )
 
     @property
     def hostname(self) -> str:
@@ -103,24 +145,48 @@ class Connection:
         return self.api_version or DEFAULT_API_VERSION
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(Record):
     """One resolved value and where it came from (`flag --endpoint`, `env BACKEND_ENDPOINT`...)."""
+
+    __slots__ = ("source", "value")
 
     value: str | None
     source: str
 
+    def __init__(self, value: str | None, source: str) -> None:
+        self._set(value=value, source=source)
 
-@dataclass(frozen=True)
-class Settings:
+
+class Settings(Record):
     """The resolved settings of one profile."""
 
+    __slots__ = ("config_path", "login", "login_path", "login_used", "profile", "values")
+    _hidden = frozenset({"values", "login"})  # they hold secrets
+
     profile: Setting
-    values: Mapping[str, Setting] = field(repr=False)  # holds secrets
+    values: Mapping[str, Setting]
     config_path: Path
     login_path: Path
-    login: StoredLogin | None = field(repr=False)
+    login: StoredLogin | None
     login_used: bool
+
+    def __init__(
+        self,
+        profile: Setting,
+        values: Mapping[str, Setting],
+        config_path: Path,
+        login_path: Path,
+        login: StoredLogin | None,
+        login_used: bool,
+    ) -> None:
+        self._set(
+            profile=profile,
+            values=values,
+            config_path=config_path,
+            login_path=login_path,
+            login=login,
+            login_used=login_used,
+        )
 
     def value(self, key: str) -> str | None:
         return self.values[key].value

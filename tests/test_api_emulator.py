@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Iterator
 
@@ -44,7 +43,7 @@ def connect(emu: Emulator, mode: str) -> BackendClient:
     )
     with BackendClient(anon) as client:
         sid = client.login(emu.username, emu.password).session_id
-    return BackendClient(dataclasses.replace(anon, session_id=sid))
+    return BackendClient(anon.replace(session_id=sid))
 
 
 @pytest.fixture(params=[(v, m) for v in VERSIONS for m in ("api", "session")], ids=str)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import stat
 import uuid
 from pathlib import Path
@@ -115,7 +114,7 @@ def test_session_mode_goes_through_the_webserver(emulator_factory: EmulatorFacto
         profile="default",
     )
     login = BackendClient.from_connection(conn).login(emu.username, emu.password)
-    client = BackendClient.from_connection(dataclasses.replace(conn, session_id=login.session_id))
+    client = BackendClient.from_connection(conn.replace(session_id=login.session_id))
     emu.hook("DELETE", "requests")
     client.upload_session_file(name, "from-web.txt", b"via /func\n")
     assert (session_home(emu, name) / "from-web.txt").read_bytes() == b"via /func\n"

@@ -28,11 +28,16 @@ RULES: dict[str, tuple[set[str], set[str]]] = {
             "sshkit.api.tunnel",
             "sshkit.api.problems",
             "sshkit.relay",
+            "sshkit._record",
         },
         {"websockets"},
     ),
-    "settings": ({"sshkit.errors", "sshkit.credentials", "sshkit.localfs"}, set()),
-    "credentials": ({"sshkit.errors", "sshkit.localfs"}, set()),
+    "settings": (
+        {"sshkit.errors", "sshkit.credentials", "sshkit.localfs", "sshkit._record"},
+        set(),
+    ),
+    "credentials": ({"sshkit.errors", "sshkit.localfs", "sshkit._record"}, set()),
+    "_record": (set(), set()),
     "localfs": ({"sshkit.errors"}, set()),
     "errors": (set(), set()),
 }

@@ -25,8 +25,8 @@ import os
 import struct
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from sshkit._record import Record
 from sshkit.relay.pump import Buffer
 
 # `typing` costs the relay about 2 ms per ssh connection; mypy reads this name
@@ -141,12 +141,16 @@ def parse_close(payload: bytes) -> tuple[int | None, str]:
     return code, reason
 
 
-@dataclass(frozen=True)
-class Control:
+class Control(Record):
     """A whole control frame from the server."""
+
+    __slots__ = ("opcode", "payload")
 
     opcode: int
     payload: bytes
+
+    def __init__(self, opcode: int, payload: bytes) -> None:
+        self._set(opcode=opcode, payload=payload)
 
 
 Event: TypeAlias = memoryview | Control

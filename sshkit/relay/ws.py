@@ -23,9 +23,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from sshkit._record import Record
 from sshkit.api.tunnel import ssl_context
 from sshkit.errors import (
     ApiError,
@@ -78,13 +78,17 @@ RECV_CHUNK = 256 << 10
 MAX_RESPONSE_HEAD = 64 << 10
 
 
-@dataclass(frozen=True)
-class TunnelTarget:
+class TunnelTarget(Record):
     """What the websocket leads to, for error messages: a session, an app, the mode."""
 
+    __slots__ = ("app", "session", "session_mode")
+
     session: str
-    app: str = "sshd"
-    session_mode: bool = False
+    app: str
+    session_mode: bool
+
+    def __init__(self, session: str, app: str = "sshd", session_mode: bool = False) -> None:
+        self._set(session=session, app=app, session_mode=session_mode)
 
 
 def handshake_error(
