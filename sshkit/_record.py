@@ -3,9 +3,9 @@
 `sshkit relay` is a fresh process on every ssh connection; `dataclasses` (with the
 `inspect`, `ast`, `dis` and `tokenize` it imports) cost it about 5 ms, and each
 decorated class about 0.6 ms more. The classes the relay loads (settings, the
-stored login, close and frame records) derive from `Record` instead: fields are
-the `__slots__`, in order; equality, hashing and the repr come from them, as a
-dataclass's do. Everything else in sshkit keeps using dataclasses.
+stored login, close and frame records) derive from `Record` instead: the fields
+are `_fields` (also the `__slots__`), in declaration order; equality, hashing and
+the repr come from them, as a dataclass's do. The rest of sshkit keeps dataclasses.
 """
 
 from __future__ import annotations
@@ -17,14 +17,17 @@ if TYPE_CHECKING:
 
 
 class Record:
-    """Equality, repr and `replace`/`as_dict` over the fields named by `__slots__`.
+    """Equality, repr and `replace`/`as_dict` over the fields named by `_fields`.
 
     `_hidden` names fields left out of the repr (secrets). A frozen record
     (`_frozen = True`) refuses attribute assignment after `__init__`, raising
     AttributeError, and is hashable; a mutable one is not hashable.
     """
 
-    __slots__: tuple[str, ...] = ()
+    __slots__ = ()
+    # The fields, in declaration order (`__init__`'s parameters): a subclass sets
+    # `_fields = (...)` and `__slots__ = _fields`.
+    _fields: ClassVar[tuple[str, ...]] = ()
     _hidden: ClassVar[frozenset[str]] = frozenset()
     _frozen: ClassVar[bool] = True
 
@@ -34,11 +37,11 @@ class Record:
             object.__setattr__(self, name, value)
 
     def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return tuple(getattr(self, name) for name in self._fields)
 
     def as_dict(self) -> dict[str, Any]:
         """The fields and their values, in declaration order (like `dataclasses.asdict`)."""
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in self._fields}
 
     def replace(self, **changes: Any) -> Self:
         """A copy with `changes` applied (like `dataclasses.replace`).
@@ -46,6 +49,11 @@ class Record:
         Raises TypeError for a name that is not a field.
         """
         return type(self)(**{**self.as_dict(), **changes})
+
+    def __reduce__(self) -> tuple[type[Self], tuple[object, ...]]:
+        # copy, deepcopy and pickle rebuild through `__init__` (whose parameters are
+        # the fields, in order), since frozen records refuse `setattr`.
+        return (type(self), self._values())
 
     def __setattr__(self, name: str, value: object) -> None:
         if self._frozen:
@@ -70,6 +78,6 @@ class Record:
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{name}={getattr(self, name)!r}" for name in self.__slots__ if name not in self._hidden
+            f"{name}={getattr(self, name)!r}" for name in self._fields if name not in self._hidden
         )
         return f"{type(self).__qualname__}({shown})"

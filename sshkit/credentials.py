@@ -32,19 +32,20 @@ class StoredLogin(Record):
     A frozen `Record` (not a dataclass: the relay loads this module).
     """
 
-    __slots__ = (
-        "access_key",
-        "api_version",
-        "ca_bundle",
-        "domain",
+    _fields = (
         "endpoint",
         "endpoint_type",
-        "manager_version",
+        "access_key",
         "secret_key",
         "session_id",
+        "api_version",
+        "manager_version",
         "username",
+        "domain",
         "verify_tls",
+        "ca_bundle",
     )
+    __slots__ = _fields
     _hidden = frozenset({"secret_key", "session_id"})
 
     endpoint: str

@@ -84,18 +84,19 @@ class Connection(Record):
     A frozen `Record` (not a dataclass: the relay loads this module).
     """
 
-    __slots__ = (
-        "access_key",
-        "api_version",
-        "ca_bundle",
-        "domain",
+    _fields = (
         "endpoint",
         "endpoint_type",
-        "profile",
+        "access_key",
         "secret_key",
         "session_id",
+        "api_version",
         "verify_tls",
+        "ca_bundle",
+        "profile",
+        "domain",
     )
+    __slots__ = _fields
     _hidden = frozenset({"secret_key", "session_id"})
 
     endpoint: str
@@ -148,7 +149,8 @@ class Connection(Record):
 class Setting(Record):
     """One resolved value and where it came from (`flag --endpoint`, `env BACKEND_ENDPOINT`...)."""
 
-    __slots__ = ("source", "value")
+    _fields = ("value", "source")
+    __slots__ = _fields
 
     value: str | None
     source: str
@@ -160,7 +162,8 @@ class Setting(Record):
 class Settings(Record):
     """The resolved settings of one profile."""
 
-    __slots__ = ("config_path", "login", "login_path", "login_used", "profile", "values")
+    _fields = ("profile", "values", "config_path", "login_path", "login", "login_used")
+    __slots__ = _fields
     _hidden = frozenset({"values", "login"})  # they hold secrets
 
     profile: Setting

@@ -144,7 +144,8 @@ def parse_close(payload: bytes) -> tuple[int | None, str]:
 class Control(Record):
     """A whole control frame from the server."""
 
-    __slots__ = ("opcode", "payload")
+    _fields = ("opcode", "payload")
+    __slots__ = _fields
 
     opcode: int
     payload: bytes

@@ -76,7 +76,8 @@ class CloseInfo(Record):
     first close frame.
     """
 
-    __slots__ = ("code", "initiated_by_us", "reason")
+    _fields = ("code", "reason", "initiated_by_us")
+    __slots__ = _fields
 
     code: int | None
     reason: str
@@ -132,17 +133,18 @@ class PumpResult(Record):
     A mutable `Record`: the pump's threads fill it in.
     """
 
-    __slots__ = (
-        "bytes_down",
+    _fields = (
         "bytes_up",
-        "close",
-        "messages_down",
+        "bytes_down",
         "messages_up",
-        "sink_error",
+        "messages_down",
         "source_ended",
         "source_error",
+        "sink_error",
         "stopped",
+        "close",
     )
+    __slots__ = _fields
     _frozen = False
 
     bytes_up: int

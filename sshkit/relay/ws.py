@@ -81,7 +81,8 @@ MAX_RESPONSE_HEAD = 64 << 10
 class TunnelTarget(Record):
     """What the websocket leads to, for error messages: a session, an app, the mode."""
 
-    __slots__ = ("app", "session", "session_mode")
+    _fields = ("session", "app", "session_mode")
+    __slots__ = _fields
 
     session: str
     app: str
