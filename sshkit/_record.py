@@ -40,7 +40,7 @@ class Record:
         return tuple(getattr(self, name) for name in self._fields)
 
     def as_dict(self) -> dict[str, Any]:
-        """The fields and their values, in declaration order (like `dataclasses.asdict`)."""
+        """The fields and their values, in declaration order (a shallow `dataclasses.asdict`)."""
         return {name: getattr(self, name) for name in self._fields}
 
     def replace(self, **changes: Any) -> Self:
