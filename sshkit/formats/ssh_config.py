@@ -588,7 +588,7 @@ def sshkit_host_block(
 _PERSIST_RE = re.compile(r"^(yes|(?:[0-9]+[sSmMhHdDwW]?)+)$")
 # ssh first binds a temporary name, the ControlPath plus 17 characters, and %C
 # expands to 40 hex digits; a name too long for a socket address makes ssh exit 255.
-_CONTROL_NAME_EXTRA = 1 + 40 + 17 + 1  # "/", %C, ".XXXXXXXXXXXXXXXX", the NUL
+_CONTROL_NAME_EXTRA = 1 + 40 + 17 + 1  # "/", %C, "." with 16 random characters, the NUL
 
 
 def multiplex_options(
