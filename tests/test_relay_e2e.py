@@ -186,7 +186,13 @@ def test_dropped_websocket_fails_ssh_quickly(api_client: Client) -> None:
     assert elapsed < 5
     assert len(proc.stdout) < 2 << 20
     relay_lines = [line for line in proc.stderr.decode().splitlines() if line.startswith("sshkit:")]
-    assert relay_lines == ["sshkit: error: the connection to the server was lost (no close frame)"]
+    # A drop is seen as EOF without a close frame, or as a reset when the kernel still
+    # held bytes of ours the server never read (a race the splice path meets more often).
+    lost = "sshkit: error: the connection to the server was lost"
+    assert relay_lines in (
+        [f"{lost} (no close frame)"],
+        [f"{lost} (Connection reset by peer)"],
+    )
 
 
 def test_a_1011_after_data_flowed_is_not_a_connect_failure(api_client: Client) -> None:
