@@ -7,6 +7,8 @@ import sys
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sshkit.api.auth import (
     EMPTY_BODY_HASH,
@@ -143,3 +145,24 @@ def test_relay_modules_import_only_the_standard_library() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+@given(st.integers(min_value=0, max_value=(2**33) * 1_000_000))
+def test_posix_time_formats_as_the_utc_datetime_would(micros: int) -> None:
+    # The relay passes time.time() (importing datetime costs it 1.5 ms); the header
+    # and the signing key's day must be what the datetime of that instant gives.
+    seconds = micros / 1_000_000
+    instant = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=round(seconds * 1e6))
+    assert format_date(seconds) == format_date(instant) == instant.isoformat()
+    kwargs = dict(
+        hostname="h", content_type="text/plain", api_version="v7.20230615", secret_key=SECRET
+    )
+    assert signature("GET", "/", date=seconds, **kwargs) == signature(
+        "GET", "/", date=instant, **kwargs
+    )
+
+
+def test_posix_time_examples() -> None:
+    assert format_date(DATE.timestamp()) == "2024-01-02T03:04:05.678901+00:00"
+    assert format_date(0) == "1970-01-01T00:00:00+00:00"
+    assert format_date(86399.9999996) == "1970-01-02T00:00:00+00:00"

@@ -19,12 +19,12 @@ import errno
 import os
 import select
 import socket
-import ssl
 import stat
 import sys
 from collections.abc import Callable, Mapping
 
 from sshkit.relay.frames import Control, FrameParser
+from sshkit.relay.stdio import is_tls_socket
 
 # One splice or copy moves at most this much (the pipe is grown to 1 MiB).
 MAX_MOVE = 1 << 20
@@ -72,7 +72,7 @@ def can_splice(
         platform == "linux"
         and environ.get(SPLICE_ENV, "1") != "0"
         and _splice is not None
-        and not isinstance(sock, ssl.SSLSocket)
+        and not is_tls_socket(sock)
         and sock.family in (socket.AF_INET, socket.AF_INET6)
         and is_pipe(fd)
     )

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import socket
-import ssl
 import threading
 import time
 from collections import deque
@@ -47,12 +46,15 @@ from sshkit.relay.frames import (
 )
 from sshkit.relay.log import RelayLog
 from sshkit.relay.pump import Buffer, ChannelClosed, CloseInfo
+from sshkit.relay.stdio import is_certificate_error, is_tls_socket
 
 # `typing` costs the relay about 2 ms per ssh connection; mypy reads this name
 # as it reads `typing.TYPE_CHECKING`.
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    import ssl
+
     from websockets.client import ClientProtocol
     from websockets.sync.utils import Deadline
 
@@ -172,7 +174,7 @@ class WebSocketChannel:
         self._send_lock = threading.Lock()
         self._owed_pong: bytes | None = None
         # TLS sockets have no scatter-gather send.
-        self._sendmsg = None if isinstance(sock, ssl.SSLSocket) else getattr(sock, "sendmsg", None)
+        self._sendmsg = None if is_tls_socket(sock) else getattr(sock, "sendmsg", None)
         self._recv_into = getattr(sock, "recv_into", None)
         self._mover: PayloadMover | None = None
         self._close_sent = False
@@ -693,16 +695,17 @@ def open_channel(
             f"no websocket handshake from {where} within {timeout:g} s",
             hint="the server or a proxy is not answering; raise it with --timeout",
         ) from None
-    except ssl.SSLCertVerificationError as exc:
-        raise NetworkError(
-            f"TLS certificate of {where} could not be verified: {exc.verify_message}",
-            hint="set the CA bundle with `sshkit login --ca-bundle FILE`",
-        ) from None
     except BadTunnelURL as exc:
         raise RelayError(f"invalid tunnel URL: {exc}") from None
     except HandshakeFailed as exc:
         raise ServerError(f"{where} did not complete the websocket handshake: {exc}") from None
     except OSError as exc:
+        if is_certificate_error(exc):
+            raise NetworkError(
+                f"TLS certificate of {where} could not be verified: "
+                f"{getattr(exc, 'verify_message', '')}",
+                hint="set the CA bundle with `sshkit login --ca-bundle FILE`",
+            ) from None
         reason = exc.strerror or str(exc) or exc.__class__.__name__
         raise NetworkError(f"cannot reach {where}: {reason}") from None
     if log:
