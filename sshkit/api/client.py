@@ -255,7 +255,8 @@ class BackendClient:
         if isinstance(exc, requests.exceptions.SSLError):
             raise NetworkError(
                 f"TLS verification of {self._host_of(url)} failed: {_short_reason(exc)}",
-                hint="pass --ca-bundle FILE for a private CA (or --insecure to skip the check)",
+                hint="pass --ca-bundle FILE (or DIRECTORY) for a private CA"
+                " (or --insecure to skip the check)",
             ) from None
         if isinstance(exc, requests.Timeout):
             raise NetworkError(f"{self._host_of(url)} did not answer in time") from None

@@ -7,6 +7,8 @@ Stdlib only: the relay calls this on every ssh connection (the look-up's
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -31,18 +33,83 @@ SESSION_ID_HEADER = "X-BackendAI-SessionID"
 MAX_EXPLAIN_BODY = 64 << 10
 
 
-def ssl_context(verify: bool = True, ca_bundle: str | None = None) -> ssl.SSLContext:
+def ssl_context(
+    verify: bool = True, ca_bundle: str | None = None, *, system_capath: str | None = None
+) -> ssl.SSLContext:
     """A client TLS context checking `ca_bundle` (or the system store), unless not `verify`.
 
-    Raises OSError/ssl.SSLError when `ca_bundle` cannot be read.
+    `ca_bundle` is a PEM file, or a directory of OpenSSL hash links (`openssl
+    rehash`), whose certificates OpenSSL reads only when a handshake looks one up.
+    Without a `ca_bundle`, `system_capath` (from `lazy_system_store`) stands for the
+    system store: the same lazy loading instead of parsing the whole bundle (about
+    20 ms per relay); None loads the system store as `ssl.create_default_context`
+    does. Raises OSError/ssl.SSLError when `ca_bundle` cannot be read.
     """
     import ssl
 
-    ctx = ssl.create_default_context(cafile=ca_bundle)
+    # create_default_context in every case: its options (strict verify flags on
+    # 3.13, SSLKEYLOGFILE) stay the stdlib's.
+    if ca_bundle and os.path.isdir(ca_bundle):
+        ctx = ssl.create_default_context(capath=ca_bundle)
+    elif ca_bundle:
+        ctx = ssl.create_default_context(cafile=ca_bundle)
+    elif system_capath:
+        ctx = ssl.create_default_context(capath=system_capath)
+    else:
+        ctx = ssl.create_default_context()
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def lazy_system_store(
+    environ: Mapping[str, str] | None = None,
+    platform: str = sys.platform,
+    capath: str | None = None,
+) -> str | None:
+    """The system store's hashed directory, when loading only it equals loading the store.
+
+    `ssl.create_default_context()` parses the whole system bundle (on Debian about
+    140 certificates, 20 ms of CPU) on every relay; OpenSSL's hashed directory holds
+    the same certificates and is read one certificate at a time, as a handshake
+    needs them. That is equivalent only where OpenSSL's default paths are the store:
+    not on Windows or macOS (the stdlib reads the system's own store there), not
+    with SSL_CERT_FILE or SSL_CERT_DIR set (they replace the defaults), and only if
+    the directory holds hash links (`0123abcd.0`: without them OpenSSL finds
+    nothing there). `environ` defaults to os.environ; `capath` to OpenSSL's default
+    directory. Returns None where the eager store must be used. Raises nothing.
+    """
+    import ssl
+
+    if platform in ("win32", "darwin"):
+        return None
+    env = os.environ if environ is None else environ
+    if "SSL_CERT_FILE" in env or "SSL_CERT_DIR" in env:
+        return None
+    if capath is None:
+        capath = ssl.get_default_verify_paths().capath
+        if capath is None:
+            return None
+    try:
+        with os.scandir(capath) as entries:
+            if any(_is_hash_link(entry.name) for entry in entries):
+                return capath
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _is_hash_link(name: str) -> bool:
+    """Whether `name` is an OpenSSL hash link's, `[0-9a-f]{8}.N` (without importing `re`)."""
+    stem, dot, suffix = name.partition(".")
+    return (
+        len(stem) == 8
+        and all(c in "0123456789abcdef" for c in stem)
+        and dot == "."
+        and suffix.isascii()
+        and suffix.isdigit()
+    )
 
 
 def tunnel_request(
