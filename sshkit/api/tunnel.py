@@ -88,9 +88,8 @@ def lazy_system_store(
     if "SSL_CERT_FILE" in env or "SSL_CERT_DIR" in env:
         return None
     if capath is None:
-        capath = ssl.get_default_verify_paths().capath
-        if capath is None:
-            return None
+        # Not `.capath`: that one reads os.environ, not `environ`.
+        capath = ssl.get_default_verify_paths().openssl_capath
     try:
         with os.scandir(capath) as entries:
             if any(_is_hash_link(entry.name) for entry in entries):
