@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from sshkit.api.tunnel import lazy_system_store, ssl_context
+from sshkit.credentials import read_login
 from sshkit.errors import ExitCode, NetworkError
 from sshkit.relay.log import RelayLog
 from sshkit.relay.ws import TunnelTarget, open_channel
@@ -535,3 +536,70 @@ def test_login_with_a_ca_directory_and_ssh_through_the_relay_over_tls(
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout == b"over-wss\n"
     assert f"connecting to wss://localhost:{port}/func/stream/session/" in log.read_text()
+
+
+# --- CA certificates that cannot be used: one line, exit 3, nothing stored -------------
+
+
+def _unusable(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Unusable CA certificates, and the reason each is refused with."""
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    unhashed = _fresh(tmp_path / "unhashed")
+    (unhashed / "ca.pem").write_text("")
+    return {
+        "missing": (tmp_path / "nowhere.pem", "No such file or directory"),
+        "garbage": (garbage, "no PEM certificate in it"),
+        "unhashed": (unhashed, "the directory holds no OpenSSL hash links (`openssl rehash DIR`)"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["missing", "garbage", "unhashed"])
+def test_the_relay_refuses_unusable_ca_certificates_in_one_line(
+    tls_server: tuple[FakeTunnelServer, Path], tmp_path: Path, kind: str
+) -> None:
+    server, _ = tls_server
+    path, reason = _unusable(tmp_path)[kind]
+    env = _relay_env(f"https://localhost:{server.port}", SSHKIT_CA_BUNDLE=str(path))
+    proc = subprocess.run(
+        [*sshkit_argv(), "relay", "greet"], input=b"", capture_output=True, timeout=60, env=env
+    )
+    assert proc.returncode == ExitCode.CONFIG, proc.stderr.decode()
+    assert proc.stdout == b""
+    assert proc.stderr.decode().splitlines() == [
+        f"sshkit: error: cannot use the CA certificates {path}: {reason}",
+        "sshkit: hint: set them with `sshkit login --ca-bundle FILE` (or DIRECTORY),"
+        " or SSHKIT_CA_BUNDLE",
+    ]
+    assert server.connections == 0
+
+
+@pytest.mark.parametrize("kind", ["missing", "garbage", "unhashed"])
+def test_login_refuses_unusable_ca_certificates_and_stores_nothing(
+    tls_server: tuple[FakeTunnelServer, Path], tmp_path: Path, kind: str
+) -> None:
+    server, _ = tls_server
+    path, reason = _unusable(tmp_path)[kind]
+    proc = subprocess.run(
+        [
+            *sshkit_argv(),
+            "login",
+            "--endpoint",
+            f"https://localhost:{server.port}",
+            "--username",
+            "u@x",
+            "--password-stdin",
+            "--ca-bundle",
+            str(path),
+        ],
+        input=b"a-password",
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == ExitCode.CONFIG, proc.stderr.decode()
+    assert f"sshkit: error: cannot use the CA certificates {path}: {reason}" in (
+        proc.stderr.decode().splitlines()
+    )
+    assert "Traceback" not in proc.stderr.decode()
+    assert read_login("default") is None
+    assert server.requests == []

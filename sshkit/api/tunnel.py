@@ -25,7 +25,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
 
-    from sshkit.errors import ApiError
+    from sshkit.errors import ApiError, ConfigError
 
 USER_AGENT = f"sshkit/{__version__}"
 SESSION_ID_HEADER = "X-BackendAI-SessionID"
@@ -43,16 +43,15 @@ def ssl_context(
     Without a `ca_bundle`, `system_capath` (from `lazy_system_store`) stands for the
     system store: the same lazy loading instead of parsing the whole bundle (about
     20 ms per relay); None loads the system store as `ssl.create_default_context`
-    does. Raises OSError/ssl.SSLError when `ca_bundle` cannot be read.
+    does. Raises ConfigError when `ca_bundle` cannot be used (missing, unreadable,
+    no certificate in the file, no hash link in the directory).
     """
     import ssl
 
     # create_default_context in every case: its options (strict verify flags on
     # 3.13, SSLKEYLOGFILE) stay the stdlib's.
-    if ca_bundle and os.path.isdir(ca_bundle):
-        ctx = ssl.create_default_context(capath=ca_bundle)
-    elif ca_bundle:
-        ctx = ssl.create_default_context(cafile=ca_bundle)
+    if ca_bundle:
+        ctx = _ca_bundle_context(ca_bundle)
     elif system_capath:
         ctx = ssl.create_default_context(capath=system_capath)
     else:
@@ -61,6 +60,39 @@ def ssl_context(
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def _ca_bundle_context(ca_bundle: str) -> ssl.SSLContext:
+    """`ssl.create_default_context` trusting `ca_bundle`, a PEM file or a hashed directory.
+
+    Raises ConfigError when it cannot be used.
+    """
+    import ssl
+
+    try:
+        if os.path.isdir(ca_bundle):
+            # OpenSSL looks certificates up by their hash-link names only: a directory
+            # of plain PEM files would verify nothing, and say nothing about why.
+            if not _has_hash_links(ca_bundle):
+                raise ca_bundle_error(
+                    ca_bundle, "the directory holds no OpenSSL hash links (`openssl rehash DIR`)"
+                )
+            return ssl.create_default_context(capath=ca_bundle)
+        return ssl.create_default_context(cafile=ca_bundle)
+    except ssl.SSLError:
+        raise ca_bundle_error(ca_bundle, "no PEM certificate in it") from None
+    except OSError as exc:
+        raise ca_bundle_error(ca_bundle, exc.strerror or exc.__class__.__name__) from None
+
+
+def ca_bundle_error(ca_bundle: str, reason: str) -> ConfigError:
+    """The error for CA certificates (`--ca-bundle`, SSHKIT_CA_BUNDLE) that cannot be used."""
+    from sshkit.errors import ConfigError
+
+    return ConfigError(
+        f"cannot use the CA certificates {ca_bundle}: {reason}",
+        hint="set them with `sshkit login --ca-bundle FILE` (or DIRECTORY), or SSHKIT_CA_BUNDLE",
+    )
 
 
 def lazy_system_store(
@@ -90,13 +122,16 @@ def lazy_system_store(
     if capath is None:
         # Not `.capath`: that one reads os.environ, not `environ`.
         capath = ssl.get_default_verify_paths().openssl_capath
+    return capath if _has_hash_links(capath) else None
+
+
+def _has_hash_links(directory: str) -> bool:
+    """Whether `directory` holds an OpenSSL hash link; stops at the first. Raises nothing."""
     try:
-        with os.scandir(capath) as entries:
-            if any(_is_hash_link(entry.name) for entry in entries):
-                return capath
+        with os.scandir(directory) as entries:
+            return any(_is_hash_link(entry.name) for entry in entries)
     except (OSError, ValueError):
-        pass
-    return None
+        return False
 
 
 def _is_hash_link(name: str) -> bool:
@@ -220,6 +255,8 @@ def _lookup(
     import urllib.error
     import urllib.request
 
+    from sshkit.errors import ConfigError
+
     # No redirect is followed: urllib would copy the session id header to wherever
     # a 3xx points (another host, or https -> http). A 3xx is an HTTPError here.
     class NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -248,5 +285,5 @@ def _lookup(
         except OSError:
             pass
         answer.append((exc.code, bytes(body), dict(exc.headers.items())))
-    except OSError:
+    except (OSError, ConfigError):  # ConfigError: CA certificates that cannot be used
         return
