@@ -23,14 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from sshkit.api.client import BackendClient
-from sshkit.api.models import ServerInfo
 from sshkit.api.tunnel import lazy_system_store, ssl_context
 from sshkit.credentials import read_login
 from sshkit.errors import ExitCode, NetworkError
 from sshkit.relay.log import RelayLog
 from sshkit.relay.ws import TunnelTarget, open_channel
-from sshkit.settings import Connection
 from tests.emulator_fixture import EmulatorFactory
 from tests.relay_e2e_support import Client, session_home, sshkit_argv
 from tests.relay_fakes import FakeTunnelServer, hashed_ca_dir, self_signed_cert
@@ -606,41 +603,3 @@ def test_login_refuses_unusable_ca_certificates_and_stores_nothing(
     assert "Traceback" not in proc.stderr.decode()
     assert read_login("default") is None
     assert server.requests == []
-
-
-@needs_openssl
-def test_a_ca_path_under_home_is_expanded_by_the_relay_and_the_api_client(
-    tls_server: tuple[FakeTunnelServer, Path], hermetic_home: Path
-) -> None:
-    # `ca_bundle = "~/..."` in the config file: both read it the same way.
-    server, cert = tls_server
-    hashed_ca_dir(hermetic_home / "lab-ca", cert)
-    shutil.copyfile(cert, hermetic_home / "lab-ca.pem")
-    endpoint = f"https://localhost:{server.port}"
-    for ca in ("~/lab-ca", "~/lab-ca.pem"):
-        proc = subprocess.run(
-            [*sshkit_argv(), "relay", "greet"],
-            input=b"",
-            capture_output=True,
-            timeout=60,
-            env=_relay_env(endpoint, SSHKIT_CA_BUNDLE=ca),
-        )
-        assert proc.returncode == 0, proc.stderr.decode()
-        assert proc.stdout == b"HELLO\n"
-        # An answer over HTTPS (the fake's 404 to the probe reads as an old server):
-        # the certificate was verified against the expanded path.
-        assert isinstance(BackendClient(_conn(endpoint, ca)).probe(), ServerInfo)
-
-
-def _conn(endpoint: str, ca_bundle: str) -> Connection:
-    return Connection(
-        endpoint=endpoint,
-        endpoint_type="api",
-        access_key="AK",
-        secret_key="SK",
-        session_id=None,
-        api_version=None,
-        verify_tls=True,
-        ca_bundle=ca_bundle,
-        profile="default",
-    )

@@ -13,7 +13,6 @@ on it). Errors become `sshkit.errors` types carrying the server's title and msg.
 from __future__ import annotations
 
 import json as jsonlib
-import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -161,10 +160,7 @@ class BackendClient:
         self._http.cookies.set_policy(_NoCookies())
         self._clock = clock or _utcnow
         self._timeout = timeout
-        # `~` expanded as the relay's ssl_context does (requests checks the path as is).
-        self._verify: bool | str = (
-            os.path.expanduser(conn.ca_bundle) if conn.ca_bundle else conn.verify_tls
-        )
+        self._verify: bool | str = conn.ca_bundle or conn.verify_tls
         # Checked before the first request: requests would raise a bare OSError for a
         # missing path, and verify nothing with a directory of unhashed files.
         self._ca_checked = not conn.ca_bundle

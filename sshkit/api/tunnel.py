@@ -69,18 +69,16 @@ def _ca_bundle_context(ca_bundle: str) -> ssl.SSLContext:
     """
     import ssl
 
-    # `~` as urllib3 reads it, so that the relay and the HTTP commands agree.
-    path = os.path.expanduser(ca_bundle)
     try:
-        if os.path.isdir(path):
+        if os.path.isdir(ca_bundle):
             # OpenSSL looks certificates up by their hash-link names only: a directory
             # of plain PEM files would verify nothing, and say nothing about why.
-            if not _has_hash_links(path):
+            if not _has_hash_links(ca_bundle):
                 raise ca_bundle_error(
                     ca_bundle, "the directory holds no OpenSSL hash links (`openssl rehash DIR`)"
                 )
-            return ssl.create_default_context(capath=path)
-        return ssl.create_default_context(cafile=path)
+            return ssl.create_default_context(capath=ca_bundle)
+        return ssl.create_default_context(cafile=ca_bundle)
     except ssl.SSLError:
         raise ca_bundle_error(ca_bundle, "no PEM certificate in it") from None
     except OSError as exc:
