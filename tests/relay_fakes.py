@@ -314,3 +314,19 @@ class MemoryChannel:
 
     def peer_recv(self, timeout: float = 10) -> bytes | None:
         return self.to_server.get(timeout=timeout)
+
+
+def hashed_ca_dir(directory: Path, *certs: Path) -> Path:
+    """`directory` holding `certs` (PEM files) under OpenSSL's hash-link names, as
+    `openssl rehash` makes them: a CA directory for `--ca-bundle DIR` or a system store.
+
+    Raises FileNotFoundError without the `openssl` command, CalledProcessError if it fails.
+    """
+    import shutil
+    import subprocess
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for number, cert in enumerate(certs):
+        shutil.copyfile(cert, directory / f"ca-{number}.pem")
+    subprocess.run(["openssl", "rehash", str(directory)], check=True, capture_output=True)
+    return directory

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import ssl
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from sshkit.api.client import BackendClient
 from sshkit.credentials import StoredLogin, write_login
 from sshkit.errors import ExitCode, NetworkError
 from sshkit.settings import Connection, resolve_settings
-from tests.relay_fakes import self_signed_cert
+from tests.relay_fakes import hashed_ca_dir, self_signed_cert
 
 
 class Hello(BaseHTTPRequestHandler):
@@ -136,3 +137,21 @@ def test_no_insecure_overrides_the_environment(
     proc = _login(url, "--no-insecure")
     assert proc.returncode == ExitCode.NETWORK, proc.stderr
     assert "TLS verification" in proc.stderr
+
+
+def test_a_ca_directory_is_trusted(
+    tls_server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--ca-bundle DIR`: requests verifies against a directory of OpenSSL hash links."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command (scripts/_setup.sh)")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    url, cert = tls_server
+    (tmp_path / "other").mkdir()
+    other = self_signed_cert(tmp_path / "other", "other.example")[0]
+    info = BackendClient(conn(url, ca=str(hashed_ca_dir(tmp_path / "yes", other, cert)))).probe()
+    assert info.manager_version == "24.09.14"
+    with pytest.raises(NetworkError, match="TLS verification of https://127") as refused:
+        BackendClient(conn(url, ca=str(hashed_ca_dir(tmp_path / "no", other)))).probe()
+    assert "--ca-bundle FILE (or DIRECTORY)" in (refused.value.hint or "")

@@ -51,7 +51,7 @@ from sshkit.api.models import (
     parse_manager_version,
 )
 from sshkit.api.problems import classify
-from sshkit.api.tunnel import SESSION_ID_HEADER, USER_AGENT
+from sshkit.api.tunnel import SESSION_ID_HEADER, USER_AGENT, ssl_context
 from sshkit.errors import (
     ApiError,
     AuthError,
@@ -161,6 +161,9 @@ class BackendClient:
         self._clock = clock or _utcnow
         self._timeout = timeout
         self._verify: bool | str = conn.ca_bundle or conn.verify_tls
+        # Checked before the first request: requests would raise a bare OSError for a
+        # missing path, and verify nothing with a directory of unhashed files.
+        self._ca_checked = not conn.ca_bundle
         self._server: ServerInfo | None = None
 
     @classmethod
@@ -216,8 +219,12 @@ class BackendClient:
     ) -> requests.Response:
         """Send one request and read its whole answer, within the deadline and `limit` bytes.
 
-        Raises NetworkError (unreachable, TLS, deadline), `too_large` past `limit`.
+        Raises NetworkError (unreachable, TLS, deadline), `too_large` past `limit`,
+        ConfigError when the CA certificates of the connection cannot be used.
         """
+        if not self._ca_checked and isinstance(self._verify, str):
+            ssl_context(ca_bundle=self._verify)
+            self._ca_checked = True
         deadline = Deadline(self._deadline, self._abortable)
         try:
             with deadline, warnings.catch_warnings():
@@ -255,7 +262,8 @@ class BackendClient:
         if isinstance(exc, requests.exceptions.SSLError):
             raise NetworkError(
                 f"TLS verification of {self._host_of(url)} failed: {_short_reason(exc)}",
-                hint="pass --ca-bundle FILE for a private CA (or --insecure to skip the check)",
+                hint="pass --ca-bundle FILE (or DIRECTORY) for a private CA"
+                " (or --insecure to skip the check)",
             ) from None
         if isinstance(exc, requests.Timeout):
             raise NetworkError(f"{self._host_of(url)} did not answer in time") from None

@@ -7,6 +7,8 @@ Stdlib only: the relay calls this on every ssh connection (the look-up's
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Mapping
 from urllib.parse import quote, urlencode, urlsplit
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     import ssl
     from datetime import datetime
 
-    from sshkit.errors import ApiError
+    from sshkit.errors import ApiError, ConfigError
 
 USER_AGENT = f"sshkit/{__version__}"
 SESSION_ID_HEADER = "X-BackendAI-SessionID"
@@ -31,18 +33,117 @@ SESSION_ID_HEADER = "X-BackendAI-SessionID"
 MAX_EXPLAIN_BODY = 64 << 10
 
 
-def ssl_context(verify: bool = True, ca_bundle: str | None = None) -> ssl.SSLContext:
+def ssl_context(
+    verify: bool = True, ca_bundle: str | None = None, *, system_capath: str | None = None
+) -> ssl.SSLContext:
     """A client TLS context checking `ca_bundle` (or the system store), unless not `verify`.
 
-    Raises OSError/ssl.SSLError when `ca_bundle` cannot be read.
+    `ca_bundle` is a PEM file, or a directory of OpenSSL hash links (`openssl
+    rehash`), whose certificates OpenSSL reads only when a handshake looks one up.
+    Without a `ca_bundle`, `system_capath` (from `lazy_system_store`) stands for the
+    system store: the same lazy loading instead of parsing the whole bundle (about
+    20 ms per relay); None loads the system store as `ssl.create_default_context`
+    does. Raises ConfigError when `ca_bundle` cannot be used (missing, unreadable,
+    no certificate in the file, no hash link in the directory).
     """
     import ssl
 
-    ctx = ssl.create_default_context(cafile=ca_bundle)
+    # create_default_context in every case: its options (strict verify flags on
+    # 3.13, SSLKEYLOGFILE) stay the stdlib's.
+    if ca_bundle:
+        ctx = _ca_bundle_context(ca_bundle)
+    elif system_capath:
+        ctx = ssl.create_default_context(capath=system_capath)
+    else:
+        ctx = ssl.create_default_context()
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def _ca_bundle_context(ca_bundle: str) -> ssl.SSLContext:
+    """`ssl.create_default_context` trusting `ca_bundle`, a PEM file or a hashed directory.
+
+    Raises ConfigError when it cannot be used.
+    """
+    import ssl
+
+    try:
+        if os.path.isdir(ca_bundle):
+            # OpenSSL looks certificates up by their hash-link names only: a directory
+            # of plain PEM files would verify nothing, and say nothing about why.
+            if not _has_hash_links(ca_bundle):
+                raise ca_bundle_error(
+                    ca_bundle, "the directory holds no OpenSSL hash links (`openssl rehash DIR`)"
+                )
+            return ssl.create_default_context(capath=ca_bundle)
+        return ssl.create_default_context(cafile=ca_bundle)
+    except ssl.SSLError:
+        raise ca_bundle_error(ca_bundle, "no PEM certificate in it") from None
+    except OSError as exc:
+        raise ca_bundle_error(ca_bundle, exc.strerror or exc.__class__.__name__) from None
+
+
+def ca_bundle_error(ca_bundle: str, reason: str) -> ConfigError:
+    """The error for CA certificates (`--ca-bundle`, SSHKIT_CA_BUNDLE) that cannot be used."""
+    from sshkit.errors import ConfigError
+
+    return ConfigError(
+        f"cannot use the CA certificates {ca_bundle}: {reason}",
+        hint="set them with `sshkit login --ca-bundle FILE` (or DIRECTORY), or SSHKIT_CA_BUNDLE",
+    )
+
+
+def lazy_system_store(
+    environ: Mapping[str, str] | None = None,
+    platform: str = sys.platform,
+    capath: str | None = None,
+) -> str | None:
+    """The system store's hashed directory, when loading only it equals loading the store.
+
+    `ssl.create_default_context()` parses the whole system bundle (on Debian about
+    140 certificates, 20 ms of CPU) on every relay; OpenSSL's hashed directory holds
+    the same certificates and is read one certificate at a time, as a handshake
+    needs them. That is equivalent only where OpenSSL's default paths are the store:
+    not on Windows or macOS (the stdlib reads the system's own store there), not
+    with SSL_CERT_FILE or SSL_CERT_DIR set (they replace the defaults), and only if
+    the directory holds hash links (`0123abcd.0`: without them OpenSSL finds
+    nothing there). `environ` defaults to os.environ; `capath` to OpenSSL's default
+    directory. Returns None where the eager store must be used. Raises nothing.
+    """
+    import ssl
+
+    if platform in ("win32", "darwin"):
+        return None
+    env = os.environ if environ is None else environ
+    if "SSL_CERT_FILE" in env or "SSL_CERT_DIR" in env:
+        return None
+    if capath is None:
+        # Not `.capath`: that one reads os.environ, not `environ`.
+        capath = ssl.get_default_verify_paths().openssl_capath
+    return capath if _has_hash_links(capath) else None
+
+
+def _has_hash_links(directory: str) -> bool:
+    """Whether `directory` holds an OpenSSL hash link; stops at the first. Raises nothing."""
+    try:
+        with os.scandir(directory) as entries:
+            return any(_is_hash_link(entry.name) for entry in entries)
+    except (OSError, ValueError):
+        return False
+
+
+def _is_hash_link(name: str) -> bool:
+    """Whether `name` is an OpenSSL hash link's, `[0-9a-f]{8}.N` (without importing `re`)."""
+    stem, dot, suffix = name.partition(".")
+    return (
+        len(stem) == 8
+        and all(c in "0123456789abcdef" for c in stem)
+        and dot == "."
+        and suffix.isascii()
+        and suffix.isdigit()
+    )
 
 
 def tunnel_request(
@@ -155,6 +256,8 @@ def _lookup(
     import urllib.error
     import urllib.request
 
+    from sshkit.errors import ConfigError
+
     # No redirect is followed: urllib would copy the session id header to wherever
     # a 3xx points (another host, or https -> http). A 3xx is an HTTPError here.
     class NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -183,5 +286,5 @@ def _lookup(
         except OSError:
             pass
         answer.append((exc.code, bytes(body), dict(exc.headers.items())))
-    except OSError:
+    except (OSError, ConfigError):  # ConfigError: CA certificates that cannot be used
         return

@@ -85,7 +85,12 @@ def login(
         ),
     ] = None,
     ca_bundle: Annotated[
-        Path | None, typer.Option("--ca-bundle", help="CA certificates (PEM) to verify TLS with.")
+        Path | None,
+        typer.Option(
+            "--ca-bundle",
+            help="CA certificates to verify TLS with: a PEM file, or a directory of them"
+            " with OpenSSL hash links (`openssl rehash DIR`).",
+        ),
     ] = None,
     otp: Annotated[
         str | None,

@@ -280,7 +280,8 @@ def open_direct(
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
         if context is not None:
             sock.settimeout(deadline.left())
-            sock = context.wrap_socket(sock, server_hostname=host)
+            # As bytes for the same reason: ssl IDNA-encodes a str server_hostname.
+            sock = context.wrap_socket(sock, server_hostname=address)
         return sock, _handshake(sock, request, key, deadline)
     except BaseException:
         sock.close()

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from sshkit._record import Record
-from sshkit.api.tunnel import ssl_context
+from sshkit.api.tunnel import lazy_system_store, ssl_context
 from sshkit.errors import (
     ApiError,
     NetworkError,
@@ -655,6 +655,36 @@ def _connect_with_library(
         raise NetworkError(str(exc)) from None
 
 
+def _connect_trusting(
+    url: str,
+    context: ssl.SSLContext | None,
+    capath: str | None,
+    headers: Mapping[str, str],
+    user_agent: str,
+    timeout: float,
+    log: RelayLog | None,
+) -> tuple[socket.socket, bytes]:
+    """`_connect`; when `context` holds the system store lazily (from `capath`) and
+    the certificate fails verification, once more with the whole store, within
+    `timeout` in all. Raises what `_connect` raises.
+    """
+    started = time.monotonic()
+    try:
+        return _connect(url, context, headers, user_agent, timeout)
+    except OSError as exc:
+        if capath is None or not is_certificate_error(exc):
+            raise
+        if log:
+            log.write(
+                f"TLS certificate not verified with the system store's directory {capath}"
+                f" ({getattr(exc, 'verify_message', '')}); retrying with the whole system store"
+            )
+    left = timeout - (time.monotonic() - started)
+    if left <= 0:
+        raise TimeoutError("no time left to retry")
+    return _connect(url, ssl_context(), headers, user_agent, left)
+
+
 def open_channel(
     url: str,
     headers: Mapping[str, str],
@@ -664,13 +694,18 @@ def open_channel(
     verify_tls: bool = True,
     ca_bundle: str | None = None,
     log: RelayLog | None = None,
+    system_store: Callable[[], str | None] = lazy_system_store,
 ) -> WebSocketChannel:
     """Open the tunnel websocket at `url` with `headers`.
 
     The proxy settings of the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) are
-    honoured by `websockets`; redirects are not followed. Raises AuthError,
-    NotFoundError, ServerError (HTTP answers), NetworkError (DNS, TCP, TLS, proxy,
-    timeout) or RelayError.
+    honoured by `websockets`; redirects are not followed. Without a `ca_bundle`,
+    TLS is verified against the system store, loaded lazily from the directory
+    `system_store()` names (None: the whole store, eagerly); a certificate that
+    store cannot verify is tried once more against the whole store, so that a
+    directory out of step with the system bundle fails nothing the bundle accepts.
+    Raises AuthError, NotFoundError, ServerError (HTTP answers), NetworkError (DNS,
+    TCP, TLS, proxy, timeout) or RelayError.
     """
     from sshkit import __version__
     from sshkit.relay.handshake import BadTunnelURL, HandshakeFailed, HandshakeStatus
@@ -678,14 +713,17 @@ def open_channel(
     parts = urlsplit(url)
     where = parts.hostname or "the server"
     secure = parts.scheme in ("wss", "https")
-    context = ssl_context(verify_tls, ca_bundle) if secure else None
+    capath = system_store() if secure and verify_tls and not ca_bundle else None
+    context = ssl_context(verify_tls, ca_bundle, system_capath=capath) if secure else None
     user_agent = headers.get("User-Agent", f"sshkit/{__version__}")
     extra = {k: v for k, v in headers.items() if k.lower() != "user-agent"}
     if log:
         # The path names the session; the query and headers are not logged.
         log.write(f"connecting to {parts.scheme}://{parts.netloc}{parts.path}")
+        if capath:
+            log.write(f"TLS: the system store, read lazily from {capath}")
     try:
-        sock, leftover = _connect(url, context, extra, user_agent, timeout)
+        sock, leftover = _connect_trusting(url, context, capath, extra, user_agent, timeout, log)
     except HandshakeStatus as exc:
         if log:
             log.write(f"handshake answered HTTP {exc.status}")
@@ -704,7 +742,7 @@ def open_channel(
             raise NetworkError(
                 f"TLS certificate of {where} could not be verified: "
                 f"{getattr(exc, 'verify_message', '')}",
-                hint="set the CA bundle with `sshkit login --ca-bundle FILE`",
+                hint="set the CA certificates with `sshkit login --ca-bundle FILE` (or DIRECTORY)",
             ) from None
         reason = exc.strerror or str(exc) or exc.__class__.__name__
         raise NetworkError(f"cannot reach {where}: {reason}") from None
