@@ -6,7 +6,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 need_debs=()
-for pair in ssh:openssh-client sshd:openssh-server dropbear:dropbear-bin puttygen:putty-tools nc:netcat-openbsd openssl:openssl; do
+# nc and socat: bench/relay's floors (one TCP connection; one TCP hop between ssh and sshd).
+for pair in ssh:openssh-client sshd:openssh-server dropbear:dropbear-bin puttygen:putty-tools nc:netcat-openbsd openssl:openssl socat:socat; do
   cmd="${pair%%:*}"; pkg="${pair#*:}"
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
     need_debs+=("$pkg")
