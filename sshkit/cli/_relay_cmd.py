@@ -381,8 +381,6 @@ def fast_main(argv: Sequence[str]) -> bool:
     options = list(argv)[: list(argv).index("--")] if "--" in argv else argv
     if any(arg in ("-h", "--help") for arg in options):
         return False
-    from sshkit.cli._errors import report
-
     try:
         args = parse_relay_args(argv)
         relay(
@@ -395,6 +393,8 @@ def fast_main(argv: Sequence[str]) -> bool:
             wait=args["wait"],
         )
     except SshkitError as exc:
+        from sshkit.cli._errors import report  # only on the way out
+
         code = report(exc)
         sys.stderr.flush()
         os._exit(code)
