@@ -333,3 +333,36 @@ def test_a_ping_during_a_blocked_upload_does_not_block_the_reader(
     assert all(f.opcode is Opcode.BINARY for f in frames[:-1])
     channel.abort()
     sender.join(5)
+
+
+def test_masking_keys_are_fresh_and_drawn_a_pool_at_a_time(
+    pair: tuple[socket.socket, Peer],
+) -> None:
+    # One getrandom per 1024 frames, not one per frame; no key is used twice.
+    client, peer = pair
+    calls: list[int] = []
+
+    def random(n: int) -> bytes:
+        calls.append(n)
+        start = len(calls) << 24  # every 4-byte key in every pool differs
+        return b"".join((start + i).to_bytes(4, "big") for i in range(n // 4))
+
+    channel = WebSocketChannel(client, b"", ping_interval=None, random=random)
+    frames = 1500
+
+    def send_all() -> None:  # in a thread: a socketpair holds only some hundred frames
+        for i in range(frames):
+            channel.send(bytes([i % 256]))
+
+    threading.Thread(target=send_all, daemon=True).start()
+    raw = b""
+    peer.sock.settimeout(5)
+    while len(raw) < frames * 7:  # 2 header bytes, the 4-byte key, 1 payload byte
+        raw += peer.sock.recv(65536)
+    keys = [raw[i * 7 + 2 : i * 7 + 6] for i in range(frames)]
+    payloads = [raw[i * 7 + 6] ^ raw[i * 7 + 2] for i in range(frames)]
+    assert payloads == [i % 256 for i in range(frames)]
+    assert len(set(keys)) == frames
+    assert calls == [4096, 4096]
+    assert keys[0] == (1 << 24).to_bytes(4, "big") and keys[1024] == (2 << 24).to_bytes(4, "big")
+    channel.abort()
