@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from sshkit._record import Record
 from sshkit.credentials import StoredLogin, check_profile_name, login_path, read_login
 from sshkit.errors import ConfigError, NotLoggedInError
-from sshkit.localfs import home_dir
+from sshkit.localfs import expand_user, home_dir
 
 # `typing` costs the relay about 2 ms per ssh connection; mypy reads this name
 # as it reads `typing.TYPE_CHECKING`.
@@ -236,6 +236,17 @@ class Settings(Record):
         )
 
 
+def ca_bundle_path(value: str, environ: Mapping[str, str] | None = None) -> str:
+    """The CA setting as an absolute path, with a leading `~` expanded as ssh would.
+
+    The relay runs in whatever directory ssh was started from, and `sshkit login`
+    stores the path for it: a relative one would name nothing there, and `~` in a
+    config file or an environment variable is not expanded by any shell. Raises
+    LocalFileError when `~` cannot be resolved (no home directory).
+    """
+    return os.path.abspath(expand_user(value, environ))
+
+
 def parse_bool(text: str, what: str) -> bool:
     """Parse yes/no words as the Backend.AI client does; raise ConfigError otherwise."""
     word = text.strip().lower()
@@ -433,6 +444,9 @@ def resolve_settings(
         if got is None and key in defaults:
             got = Setting(defaults[key], "default")
         values[key] = got or Setting(None, "not set")
+    bundle = values["ca_bundle"]
+    if bundle.value:
+        values["ca_bundle"] = Setting(ca_bundle_path(bundle.value, env), bundle.source)
     parse_bool(values["insecure"].value or "", f"insecure ({values['insecure'].source})")
     return Settings(
         profile=Setting(name, prof.source),

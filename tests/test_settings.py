@@ -268,3 +268,20 @@ def test_normalize_endpoint_is_idempotent(
     assert once == once.lower() or path != path.lower()
     assert not once.endswith("/")
     assert ":80/" not in once + "/" or once.startswith("https")
+
+
+def test_ca_bundle_paths_are_absolute_with_the_home_expanded(
+    hermetic_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The relay runs where ssh was started: a relative path or a `~` from a config
+    # file or the environment (no shell expands those) would name nothing there.
+    env = env_with(hermetic_home, SSHKIT_CA_BUNDLE="~/corp/ca.pem")
+    assert resolve_settings(environ=env).value("ca_bundle") == str(hermetic_home / "corp/ca.pem")
+    monkeypatch.chdir(tmp_path)
+    s = resolve_settings(environ=env_with(hermetic_home), flags={"ca_bundle": "certs"})
+    assert s.value("ca_bundle") == str(tmp_path / "certs")
+    assert s.values["ca_bundle"].source == "flag --ca-bundle"
+    write_config(env_with(hermetic_home), 'ca_bundle = "~/ca-dir"\n')
+    assert resolve_settings(environ=env_with(hermetic_home)).value("ca_bundle") == str(
+        hermetic_home / "ca-dir"
+    )
