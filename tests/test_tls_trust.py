@@ -17,7 +17,7 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from sshkit.api.tunnel import lazy_system_store, ssl_context
 from sshkit.credentials import read_login
 from sshkit.errors import ExitCode, NetworkError
 from sshkit.relay.log import RelayLog
-from sshkit.relay.ws import TunnelTarget, open_channel
+from sshkit.relay.ws import TunnelTarget, WebSocketChannel, open_channel
 from tests.emulator_fixture import EmulatorFactory
 from tests.relay_e2e_support import Client, session_home, sshkit_argv
 from tests.relay_fakes import FakeTunnelServer, hashed_ca_dir, self_signed_cert
@@ -214,12 +214,36 @@ def test_ssl_context_keeps_the_stdlib_defaults(tmp_path: Path, hash_named: Path)
 
 
 @contextmanager
-def connect_proxy() -> Iterator[tuple[int, list[str]]]:
-    """An HTTP CONNECT proxy on 127.0.0.1; (port, the CONNECT targets it was asked for)."""
+def serving(handle: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A listener on 127.0.0.1 handing every connection to `handle` in a thread; its port."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.1)
-    targets: list[str] = []
     stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+@contextmanager
+def connect_proxy() -> Iterator[tuple[int, list[str]]]:
+    """An HTTP CONNECT proxy on 127.0.0.1; (port, the CONNECT targets it was asked for)."""
+    targets: list[str] = []
 
     def tunnel(client: socket.socket) -> None:
         with client:
@@ -239,24 +263,8 @@ def connect_proxy() -> Iterator[tuple[int, list[str]]]:
                 _copy(client, upstream)
                 pump.join(10)
 
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                client, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=tunnel, args=(client,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1], targets
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    with serving(tunnel) as port:
+        yield port, targets
 
 
 def _copy(src: socket.socket, dst: socket.socket) -> None:
@@ -272,6 +280,20 @@ def _copy(src: socket.socket, dst: socket.socket) -> None:
             dst.shutdown(socket.SHUT_WR)
     except OSError:
         pass
+
+
+def open_with_store(
+    server: FakeTunnelServer, app: str, store: Path, log: RelayLog
+) -> WebSocketChannel:
+    """The relay's `open_channel` to `app`, with `store` as the lazy system store."""
+    return open_channel(
+        server.url(app, host="localhost"),
+        {},
+        TunnelTarget(app),
+        timeout=5,
+        log=log,
+        system_store=lambda: str(store),
+    )
 
 
 @contextmanager
@@ -298,14 +320,7 @@ def test_a_lazy_store_with_the_certificate_connects_at_once(
     store = hashed_ca_dir(tmp_path / "system", cert)
     log, log_path = relay_log
     with maybe_proxy(path, monkeypatch) as asked:
-        channel = open_channel(
-            server.url("echo", host="localhost"),
-            {},
-            TunnelTarget("echo"),
-            timeout=5,
-            log=log,
-            system_store=lambda: str(store),
-        )
+        channel = open_with_store(server, "echo", store, log)
         channel.send(b"lazy")
         assert channel.recv() == b"lazy"
         channel.abort()
@@ -332,14 +347,7 @@ def test_a_lazy_store_out_of_step_falls_back_to_the_whole_store(
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     log, log_path = relay_log
     with maybe_proxy(path, monkeypatch) as asked:
-        channel = open_channel(
-            server.url("greet", host="localhost"),
-            {},
-            TunnelTarget("greet"),
-            timeout=5,
-            log=log,
-            system_store=lambda: str(store),
-        )
+        channel = open_with_store(server, "greet", store, log)
         assert channel.recv() == b"HELLO\n"
         channel.abort()
     text = log_path.read_text()
@@ -362,14 +370,7 @@ def test_both_stores_refusing_is_one_error_after_one_retry(
     monkeypatch.setenv("SSL_CERT_FILE", str(other_cert))
     log, log_path = relay_log
     with pytest.raises(NetworkError) as info:
-        open_channel(
-            server.url("echo", host="localhost"),
-            {},
-            TunnelTarget("echo"),
-            timeout=5,
-            log=log,
-            system_store=lambda: str(store),
-        )
+        open_with_store(server, "echo", store, log)
     assert "TLS certificate of localhost could not be verified" in info.value.message
     assert "--ca-bundle" in (info.value.hint or "")
     assert _lines(log_path, RETRIED) == 1
@@ -454,9 +455,6 @@ def tls_front(target_port: int, cert: Path, key: Path) -> Iterator[int]:
     """TLS on a local port in front of the plain `target_port` (as a real webserver's)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.1)
-    stop = threading.Event()
 
     def serve(raw: socket.socket) -> None:
         try:
@@ -475,24 +473,8 @@ def tls_front(target_port: int, cert: Path, key: Path) -> Iterator[int]:
         client.close()
         upstream.close()
 
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                raw, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(raw,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    with serving(serve) as port:
+        yield port
 
 
 @needs_openssl
