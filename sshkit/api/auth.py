@@ -96,12 +96,26 @@ def signature(
     `date` as in `format_date`.
     """
     header, day = _date_parts(date)
+    return _signature(method, rel_url, header, day, hostname, content_type, api_version, secret_key)
+
+
+def _signature(
+    method: str,
+    rel_url: str,
+    date_header: str,
+    day: str,
+    hostname: str,
+    content_type: str,
+    api_version: str,
+    secret_key: str,
+) -> str:
+    """`signature` for a date already written as its header and its day."""
     k1 = hmac.new(secret_key.encode(), day.encode(), hashlib.sha256).digest()
     k2 = hmac.new(k1, hostname.encode(), hashlib.sha256).digest()
     text = string_to_sign(
         method,
         rel_url,
-        date_header=header,
+        date_header=date_header,
         hostname=hostname,
         content_type=content_type,
         api_version=api_version,
@@ -129,17 +143,10 @@ def sign_headers(
     body, `text/plain` without one, `application/octet-stream` for websockets.
     `date` as in `format_date`. Raises nothing.
     """
-    sig = signature(
-        method,
-        rel_url,
-        date=date,
-        hostname=hostname,
-        content_type=content_type,
-        api_version=api_version,
-        secret_key=secret_key,
-    )
+    header, day = _date_parts(date)
+    sig = _signature(method, rel_url, header, day, hostname, content_type, api_version, secret_key)
     return {
-        "Date": format_date(date),
+        "Date": header,
         "X-BackendAI-Version": api_version,
         "Authorization": f"BackendAI signMethod=HMAC-SHA256, credential={access_key}:{sig}",
     }

@@ -308,11 +308,10 @@ class BackendClient:
             "User-Agent": USER_AGENT,
             "X-BackendAI-Domain": self.conn.domain,
             "X-BackendAI-Version": version,
-            "Date": format_date(date),
             "Content-Type": content_type,
         }
         if self.conn.endpoint_type == "api" and self.conn.access_key and self.conn.secret_key:
-            headers.update(
+            headers.update(  # the Date too
                 sign_headers(
                     method,
                     rel,
@@ -324,8 +323,10 @@ class BackendClient:
                     secret_key=self.conn.secret_key,
                 )
             )
-        elif self.conn.endpoint_type == "session" and self.conn.session_id:
-            headers[SESSION_ID_HEADER] = self.conn.session_id
+        else:
+            headers["Date"] = format_date(date)
+            if self.conn.endpoint_type == "session" and self.conn.session_id:
+                headers[SESSION_ID_HEADER] = self.conn.session_id
         return headers
 
     def request(

@@ -8,6 +8,7 @@ Stdlib only: the relay calls this on every ssh connection (the look-up's
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 USER_AGENT = f"sshkit/{__version__}"
 SESSION_ID_HEADER = "X-BackendAI-SessionID"
+# OpenSSL's names for the certificates of a hashed directory (`openssl rehash`).
+_HASH_LINK = re.compile(r"[0-9a-f]{8}\.[0-9]+")
 # Largest error body read by `explain_bad_gateway`.
 MAX_EXPLAIN_BODY = 64 << 10
 
@@ -135,15 +138,8 @@ def _has_hash_links(directory: str) -> bool:
 
 
 def _is_hash_link(name: str) -> bool:
-    """Whether `name` is an OpenSSL hash link's, `[0-9a-f]{8}.N` (without importing `re`)."""
-    stem, dot, suffix = name.partition(".")
-    return (
-        len(stem) == 8
-        and all(c in "0123456789abcdef" for c in stem)
-        and dot == "."
-        and suffix.isascii()
-        and suffix.isdigit()
-    )
+    """Whether `name` is an OpenSSL hash link's (`5ad8a5d6.0`)."""
+    return _HASH_LINK.fullmatch(name) is not None
 
 
 def tunnel_request(
@@ -172,10 +168,9 @@ def tunnel_request(
         "User-Agent": USER_AGENT,
         "X-BackendAI-Domain": conn.domain,
         "X-BackendAI-Version": version,
-        "Date": format_date(date),
     }
     if conn.endpoint_type == "api" and conn.access_key and conn.secret_key:
-        headers.update(
+        headers.update(  # the Date too
             sign_headers(
                 "GET",
                 rel_url,
@@ -187,8 +182,10 @@ def tunnel_request(
                 secret_key=conn.secret_key,
             )
         )
-    elif conn.endpoint_type == "session" and conn.session_id:
-        headers[SESSION_ID_HEADER] = conn.session_id
+    else:
+        headers["Date"] = format_date(date)
+        if conn.endpoint_type == "session" and conn.session_id:
+            headers[SESSION_ID_HEADER] = conn.session_id
     return f"{scheme}://{parts.netloc}{rel_url}", headers
 
 
