@@ -24,7 +24,7 @@ import re
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,35 +188,42 @@ def self_signed_cert(directory: Path, hostname: str = "localhost") -> tuple[Path
 
 
 @contextmanager
-def stalled_listener() -> Iterator[int]:
-    """A TCP port that accepts connections and never answers (a stalled handshake)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    accepted: list[socket.socket] = []
+def serving(handle: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A listener on 127.0.0.1 handing every connection to `handle` in a thread; its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
     stop = threading.Event()
 
     def accept() -> None:
-        sock.settimeout(0.1)
         while not stop.is_set():
             try:
-                client, _ = sock.accept()
+                conn, _ = listener.accept()
             except TimeoutError:
                 continue
             except OSError:
                 return
-            accepted.append(client)
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
-        yield sock.getsockname()[1]
+        yield listener.getsockname()[1]
     finally:
         stop.set()
         thread.join(5)
+        listener.close()
+
+
+@contextmanager
+def stalled_listener() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers (a stalled handshake)."""
+    accepted: list[socket.socket] = []
+    try:
+        with serving(accepted.append) as port:
+            yield port
+    finally:
         for client in accepted:
             client.close()
-        sock.close()
 
 
 # In-memory parts for the pump.

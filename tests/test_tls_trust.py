@@ -17,7 +17,7 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from sshkit.relay.log import RelayLog
 from sshkit.relay.ws import TunnelTarget, WebSocketChannel, open_channel
 from tests.emulator_fixture import EmulatorFactory
 from tests.relay_e2e_support import Client, session_home, sshkit_argv
-from tests.relay_fakes import FakeTunnelServer, hashed_ca_dir, self_signed_cert
+from tests.relay_fakes import FakeTunnelServer, hashed_ca_dir, self_signed_cert, serving
 from tests.test_relay_cli import hot_path_offenders, imported_modules
 
 needs_openssl = pytest.mark.skipif(
@@ -211,33 +211,6 @@ def test_ssl_context_keeps_the_stdlib_defaults(tmp_path: Path, hash_named: Path)
 
 
 # --- the lazy system store and its safety net -------------------------------------------
-
-
-@contextmanager
-def serving(handle: Callable[[socket.socket], None]) -> Iterator[int]:
-    """A listener on 127.0.0.1 handing every connection to `handle` in a thread; its port."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.1)
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=handle, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
 
 
 @contextmanager
