@@ -70,6 +70,10 @@ def test_download_26_3_json_body_only(emulator_factory: EmulatorFactory) -> None
     assert query.status_code == 400
     assert query.json()["type"] == PROBS + "generic-bad-request"
     assert client.request("GET", path, params={"files": "id_container"}).status_code == 405
+    # pydantic's `files: list[str]`: one bare name is not a list (tx.MultiKey took it before).
+    bare = client.request("POST", path, json_body={"files": "id_container"})
+    assert bare.status_code == 400
+    assert bare.json()["type"] == PROBS + "invalid-api-params"
     # Missing file from 26.1: a bare 500, not kernel-execution-failed.
     missing = client.request("POST", path, json_body={"files": ["nope.txt"]})
     assert missing.status_code == 500
@@ -212,6 +216,9 @@ def test_login_cap(emulator_factory: EmulatorFactory) -> None:
     sid = first.headers["X-BackendAI-SessionID"]
     capped = _login(emu)
     assert capped.status_code == 409
+    # The manager's TooManyConcurrentLoginSessions, passed on by the webserver.
+    assert capped.json()["authenticated"] is False
+    assert capped.json()["data"]["type"] == PROBS + "active-login-session-exists"
     forced = _login(emu, force=True)
     assert forced.status_code == 200 and forced.json()["authenticated"] is True
     # The oldest login was ended.
@@ -232,6 +239,40 @@ def test_login_cap_needs_26_8(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert out.returncode == 2 and "26.8" in out.stderr
+
+
+@pytest.mark.parametrize("version", ["23.09", "26.3"])
+def test_totp_needs_26_8(version: str) -> None:
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.emulator", "--server-version", version, "--totp"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 2 and "26.8" in out.stderr
+
+
+def test_login_reads_the_json_body_only(emulator: Emulator) -> None:
+    """The webserver reads the credentials from the body: in the query they are missing."""
+    resp = requests.post(
+        emulator.webserver_url + "/server/login",
+        params={"username": emulator.username, "password": emulator.password},
+        timeout=30,
+    )
+    assert resp.status_code == 400
+    assert resp.json()["type"] == PROBS + "invalid-api-params"
+    assert "X-BackendAI-SessionID" not in resp.headers
+
+
+def test_signed_request_needs_an_api_version(emulator: Emulator) -> None:
+    """sign_request refuses to sign without X-BackendAI-Version (400), never signs ''."""
+    client = emulator.api_client()
+    client.api_version = ""
+    url, headers = client.url_and_headers("GET", f"/session/{emulator.session}")
+    del headers["X-BackendAI-Version"]
+    resp = requests.get(url, headers={**headers, "Content-Type": "text/plain"}, timeout=30)
+    assert resp.status_code == 400
+    assert resp.json()["type"] == PROBS + "invalid-auth-params"
 
 
 # --- error_code (25.8+) ---
@@ -294,6 +335,11 @@ def test_ssh_keypair_validation(
         assert mismatched.status_code == 400
         assert "does not match" in mismatched.json()["msg"]
         assert openssh.status_code == (200 if version == "26.8" else 400)
+    # The public key goes to load_ssh_public_key as given: a leading blank is refused.
+    blank = client.request(
+        "POST", "/auth/ssh-keypair", json_body={"pubkey": " " + pub_pem, "privkey": priv_pem}
+    )
+    assert blank.status_code == (200 if version == "23.09" else 400)
     good = client.request(
         "POST", "/auth/ssh-keypair", json_body={"pubkey": pub_pem, "privkey": priv_pem}
     )
@@ -312,7 +358,9 @@ def test_rate_limit_fault(emulator: Emulator) -> None:
             resp = client.request("GET", f"/session/{emulator.session}")
             assert resp.status_code == 429
             assert resp.json()["type"] == PROBS + "rate-limit-exceeded"
-            assert resp.headers["X-RateLimit-Window"] == "900"
+            # Raised before the middleware sets its headers: none on the 429 itself.
+            assert not any(h.lower().startswith("x-ratelimit-") for h in resp.headers)
+            assert "Retry-After" not in resp.headers
             assert client.request("GET", f"/session/{emulator.session}").status_code == 200
     finally:
         emulator.hook("DELETE", "faults")

@@ -124,6 +124,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.max_concurrent_logins and not PROFILES[args.server_version].login_cap_supported:
         p.error("--max-concurrent-logins needs --server-version 26.8 (the cap exists from 26.4.0)")
+    if args.totp and not PROFILES[args.server_version].totp_supported:
+        p.error("--totp needs --server-version 26.8 (the TOTP plugin answers logins from 26.4)")
     if args.max_concurrent_logins < 0:
         p.error("--max-concurrent-logins must be >= 0")
     return args
@@ -189,26 +191,18 @@ async def _unexpected(request: web.Request, handler: Handler) -> web.StreamRespo
         return problem_response(500, "internal-server-error", "Something has gone wrong.")
 
 
-RATE_LIMIT_WINDOW = 900
-
-
 def _rate_limited(state: EmulatorState, path: str, stripped: str) -> web.Response | None:
-    """The `rate_limit` fault: the manager's 429 for a keypair over its rate (spec §14)."""
+    """The `rate_limit` fault: the manager's 429 for a keypair over its rate (spec §14).
+
+    The middleware raises before it sets its X-RateLimit-* headers, so the 429 carries
+    none of them (and no Retry-After): only successful answers do.
+    """
     if not (
         state.faults.take("rate_limit", path=path)
         or (stripped != path and state.faults.take("rate_limit", path=stripped))
     ):
         return None
-    return problem_response(
-        429,
-        "rate-limit-exceeded",
-        "Rate limit exceeded.",
-        headers={
-            "X-RateLimit-Limit": "1000",
-            "X-RateLimit-Remaining": "0",
-            "X-RateLimit-Window": str(RATE_LIMIT_WINDOW),
-        },
-    )
+    return problem_response(429, "rate-limit-exceeded", "Rate limit exceeded.")
 
 
 _ERROR_DOMAINS = (

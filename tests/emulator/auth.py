@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -27,7 +29,7 @@ from tests.emulator.problems import (
     invalid_params,
     web_unauthorized,
 )
-from tests.emulator.routes import Handler, api_params, json_response
+from tests.emulator.routes import Handler, json_response
 from tests.emulator.state import VIA_WEBSERVER, EmulatorState, WebSession, get_state
 from tests.emulator.totp import totp_matches
 
@@ -141,8 +143,8 @@ def verify_signed_request(
     """Verify one API-mode request as the manager does (spec §3.3); return the access key.
 
     Raises ProblemError: 400 invalid-auth-params (Date missing/outside ±15 min,
-    malformed Authorization), 401 auth-failed ("Unauthorized access" without an
-    Authorization header, "Access key not found", "Signature mismatch").
+    malformed Authorization, no API version header), 401 auth-failed ("Unauthorized
+    access" without an Authorization header, "Access key not found", "Signature mismatch").
     """
     now = now or datetime.now(UTC)
     date_header = (
@@ -161,10 +163,13 @@ def verify_signed_request(
         raise auth_failed("Access key not found")
     if hash_name != "sha256":
         raise invalid_auth_params("Unsupported signature hash")
-    if "X-BackendAI-Version" in headers or "X-Sorna-Version" not in headers:
-        label, version = "backendai", headers.get("X-BackendAI-Version", "")
+    if headers.get("X-BackendAI-Version"):
+        label, version = "backendai", headers["X-BackendAI-Version"]
+    elif headers.get("X-Sorna-Version"):
+        label, version = "sorna", headers["X-Sorna-Version"]
     else:
-        label, version = "sorna", headers.get("X-Sorna-Version", "")
+        # sign_request refuses to sign without a version (it never signs an empty one).
+        raise invalid_auth_params("API version missing in request headers")
     expected = compute_signature(
         secret,
         method=method,
@@ -253,7 +258,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     state = get_state(request)
     if _web_session(state, request) is not None:
         raise ProblemError(400, "generic-bad-request", "You have already logged in.")
-    params = await api_params(request)
+    params = await _login_body(request)
     username = params.get("username")
     password = params.get("password")
     if not username:
@@ -281,8 +286,8 @@ async def login(request: web.Request) -> web.StreamResponse:
                     "authenticated": False,
                     "data": {
                         "type": PROBS + "require-totp-authentication",
-                        "title": "TOTP authentication required.",
-                        "details": "You must provide the OTP code.",
+                        "title": "Two-Factor Authentication needed.",
+                        "details": "You must authenticate using Two-Factor Authentication.",
                     },
                 }
             )
@@ -301,10 +306,10 @@ async def login(request: web.Request) -> web.StreamResponse:
                     {
                         "authenticated": False,
                         "data": {
-                            "type": PROBS + "login-session-limit-exceeded",
-                            "title": "Too many concurrent login sessions.",
-                            "details": f"The user may keep at most {cap} login sessions. "
-                            "Log in with force to end the oldest one.",
+                            # The manager's TooManyConcurrentLoginSessions, passed on.
+                            "type": PROBS + "active-login-session-exists",
+                            "title": "Too many concurrent login sessions for this user.",
+                            "details": None,
                         },
                     },
                     status=409,
@@ -326,6 +331,20 @@ async def login(request: web.Request) -> web.StreamResponse:
     )
     resp.headers[SESSION_HEADER] = key
     return resp
+
+
+async def _login_body(request: web.Request) -> dict[str, Any]:
+    """The credentials as the webserver reads them: the JSON body only, never the query.
+
+    A body that is not a JSON object counts as empty (the webserver then asks for the
+    username, 400).
+    """
+    raw = await request.read() if request.can_read_body else b""
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def _login_refused(state: EmulatorState, details: str) -> web.Response:
