@@ -289,6 +289,29 @@ def test_error_code(emulator_factory: EmulatorFactory, version: str) -> None:
         assert "error_code" not in body
 
 
+def test_webserver_own_errors(emulator: Emulator) -> None:
+    """The webserver's own answers (web/auth.py, web/proxy.py): type and title only,
+    no `error_code`, and a failed websocket upstream says nothing of the manager's status."""
+    client = _session_client(emulator)
+    url, headers = client.url_and_headers(
+        "GET", "/stream/session/no-such-session/tcpproxy", params={"app": "sshd"}
+    )
+    gateway = requests.get(url, headers=headers, timeout=30)
+    assert gateway.status_code == 502
+    assert gateway.json() == {
+        "type": PROBS + "bad-gateway",
+        "title": "The proxy target server is inaccessible.",
+    }
+    anonymous = requests.get(
+        emulator.webserver_url + f"/func/session/{emulator.session}", timeout=30
+    )
+    assert anonymous.status_code == 401
+    assert anonymous.json() == {"type": PROBS + "auth-failed", "title": "Unauthorized access"}
+    # The manager's answers, proxied, keep theirs (26.8).
+    proxied = client.request("GET", "/session/no-such-session")
+    assert proxied.status_code == 404 and "error_code" in proxied.json()
+
+
 # --- Kubernetes (fact 7) ---
 
 

@@ -37,7 +37,13 @@ from tests.emulator.keys import ensure_host_key, load_or_create_keypair
 from tests.emulator.problems import PROBLEM_JSON, ProblemError, problem_response
 from tests.emulator.routes import ApiRoute, Handler
 from tests.emulator.sshd import SshdStartError, home_namespace_available
-from tests.emulator.state import STATE, Credentials, EmulatorState, Options
+from tests.emulator.state import (
+    STATE,
+    WEBSERVER_OWN_ERROR,
+    Credentials,
+    EmulatorState,
+    Options,
+)
 from tests.emulator.totp import new_secret
 from tests.emulator.versions import PROFILES, VersionProfile
 from tests.emulator.vfolders import FolderStore
@@ -166,11 +172,19 @@ def _middlewares(listener: str) -> list[Any]:
             resp = problem_response(404, "url-not-found", "Unknown URL path.", data=request.path)
         else:
             return resp
-        if state.profile.error_code:
+        if state.profile.error_code and not _webserver_own(listener, request):
             _add_error_code(resp, stripped)
         return resp
 
     return [errors, _unexpected]
+
+
+def _webserver_own(listener: str, request: web.Request) -> bool:
+    """An error the webserver answers itself (/server/*, not logged in, failed websocket
+    upstream): the manager's `error_code` is not in it (web/server.py, web/proxy.py)."""
+    if listener != "webserver":
+        return False
+    return request.path.startswith("/server/") or bool(request.get(WEBSERVER_OWN_ERROR))
 
 
 @web.middleware

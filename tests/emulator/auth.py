@@ -30,7 +30,13 @@ from tests.emulator.problems import (
     web_unauthorized,
 )
 from tests.emulator.routes import Handler, json_response
-from tests.emulator.state import VIA_WEBSERVER, EmulatorState, WebSession, get_state
+from tests.emulator.state import (
+    VIA_WEBSERVER,
+    WEBSERVER_OWN_ERROR,
+    EmulatorState,
+    WebSession,
+    get_state,
+)
 from tests.emulator.totp import totp_matches
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -237,6 +243,7 @@ def web_session_auth(handler: Handler, *, public: bool, websocket: bool) -> Hand
         if not public:
             session = _web_session(state, request)
             if session is None:
+                request[WEBSERVER_OWN_ERROR] = True
                 raise web_unauthorized()
             request["access_key"] = session.access_key
         request[VIA_WEBSERVER] = True
@@ -245,7 +252,10 @@ def web_session_auth(handler: Handler, *, public: bool, websocket: bool) -> Hand
             return await handler(request)
         except ProblemError as exc:
             if websocket:
-                raise bad_gateway(f"WSServerHandshakeError: {exc.status}") from exc
+                # The client library turns the failed handshake into BackendClientError;
+                # the webserver's 502 says nothing of the manager's status (web/proxy.py).
+                request[WEBSERVER_OWN_ERROR] = True
+                raise bad_gateway() from exc
             raise
 
     return wrapper
