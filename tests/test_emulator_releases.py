@@ -260,7 +260,11 @@ def test_login_reads_the_json_body_only(emulator: Emulator) -> None:
         timeout=30,
     )
     assert resp.status_code == 400
-    assert resp.json()["type"] == PROBS + "invalid-api-params"
+    # The webserver's own body: the message is the title; no msg, no error_code.
+    assert resp.json() == {
+        "type": PROBS + "invalid-api-params",
+        "title": "You must provide the username field.",
+    }
     assert "X-BackendAI-SessionID" not in resp.headers
 
 

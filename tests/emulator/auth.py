@@ -26,7 +26,6 @@ from tests.emulator.problems import (
     auth_failed,
     bad_gateway,
     invalid_auth_params,
-    invalid_params,
     web_unauthorized,
 )
 from tests.emulator.routes import Handler, json_response
@@ -271,15 +270,16 @@ async def login(request: web.Request) -> web.StreamResponse:
     params = await _login_body(request)
     username = params.get("username")
     password = params.get("password")
+    # The webserver's own 400s: the message is the title, no msg (web/server.py).
     if not username:
-        raise invalid_params("You must provide the username field.")
+        raise ProblemError(400, "invalid-api-params", "You must provide the username field.")
     if not password:
-        raise invalid_params("You must provide the password field.")
+        raise ProblemError(400, "invalid-api-params", "You must provide the password field.")
     now = time.time()
     recent = [t for t in state.failed_logins.get(str(username), []) if now - t < LOGIN_BLOCK_TIME]
     block_after = state.options.login_block_after
     if block_after and len(recent) >= block_after:
-        raise ProblemError(429, "too-many-requests", "Too many failed login attempts.")
+        raise ProblemError(429, "too-many-requests", "Too many failed login attempts")
     creds = state.creds
     if not (
         hmac.compare_digest(str(username), creds.username)
