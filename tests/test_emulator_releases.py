@@ -205,6 +205,10 @@ def test_totp_login(emulator_factory: EmulatorFactory) -> None:
     wrong = _login(emu, otp="000000" if totp(secret, time.time()) != "000000" else "111111")
     assert wrong.json()["authenticated"] is False
     assert wrong.status_code == 401  # 26.8: the manager's status
+    # LoginRequest's `otp: str | None`: the right code as a JSON number is refused.
+    code = totp(secret, time.time())
+    as_number = _login(emu, otp=int(code))
+    assert as_number.status_code == 400 and as_number.json()["authenticated"] is False
     good = _login(emu, otp=totp(secret, time.time()))
     assert good.status_code == 200 and good.json()["authenticated"] is True
 

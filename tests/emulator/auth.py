@@ -281,6 +281,21 @@ async def login(request: web.Request) -> web.StreamResponse:
     if block_after and len(recent) >= block_after:
         raise ProblemError(429, "too-many-requests", "Too many failed login attempts")
     creds = state.creds
+    otp_given = params.get("otp")
+    if state.profile.totp_supported and otp_given is not None and not isinstance(otp_given, str):
+        # The manager's LoginRequest (`otp: str | None`, pydantic: a number is no string)
+        # refuses it; the webserver passes the 400 on.
+        return json_response(
+            {
+                "authenticated": False,
+                "data": {
+                    "type": PROBS + "invalid-api-params",
+                    "title": "Missing or invalid API parameters.",
+                    "details": "otp: Input should be a valid string",
+                },
+            },
+            status=400,
+        )
     if not (
         hmac.compare_digest(str(username), creds.username)
         and hmac.compare_digest(str(password), creds.password)
