@@ -70,6 +70,10 @@ def test_download_26_3_json_body_only(emulator_factory: EmulatorFactory) -> None
     assert query.status_code == 400
     assert query.json()["type"] == PROBS + "generic-bad-request"
     assert client.request("GET", path, params={"files": "id_container"}).status_code == 405
+    # pydantic's `files: list[str]`: one bare name is not a list (tx.MultiKey took it before).
+    bare = client.request("POST", path, json_body={"files": "id_container"})
+    assert bare.status_code == 400
+    assert bare.json()["type"] == PROBS + "invalid-api-params"
     # Missing file from 26.1: a bare 500, not kernel-execution-failed.
     missing = client.request("POST", path, json_body={"files": ["nope.txt"]})
     assert missing.status_code == 500
@@ -201,6 +205,10 @@ def test_totp_login(emulator_factory: EmulatorFactory) -> None:
     wrong = _login(emu, otp="000000" if totp(secret, time.time()) != "000000" else "111111")
     assert wrong.json()["authenticated"] is False
     assert wrong.status_code == 401  # 26.8: the manager's status
+    # LoginRequest's `otp: str | None`: the right code as a JSON number is refused.
+    code = totp(secret, time.time())
+    as_number = _login(emu, otp=int(code))
+    assert as_number.status_code == 400 and as_number.json()["authenticated"] is False
     good = _login(emu, otp=totp(secret, time.time()))
     assert good.status_code == 200 and good.json()["authenticated"] is True
 
@@ -212,6 +220,9 @@ def test_login_cap(emulator_factory: EmulatorFactory) -> None:
     sid = first.headers["X-BackendAI-SessionID"]
     capped = _login(emu)
     assert capped.status_code == 409
+    # The manager's TooManyConcurrentLoginSessions, passed on by the webserver.
+    assert capped.json()["authenticated"] is False
+    assert capped.json()["data"]["type"] == PROBS + "active-login-session-exists"
     forced = _login(emu, force=True)
     assert forced.status_code == 200 and forced.json()["authenticated"] is True
     # The oldest login was ended.
@@ -234,6 +245,44 @@ def test_login_cap_needs_26_8(tmp_path: Path) -> None:
     assert out.returncode == 2 and "26.8" in out.stderr
 
 
+@pytest.mark.parametrize("version", ["23.09", "26.3"])
+def test_totp_needs_26_8(version: str) -> None:
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.emulator", "--server-version", version, "--totp"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 2 and "26.8" in out.stderr
+
+
+def test_login_reads_the_json_body_only(emulator: Emulator) -> None:
+    """The webserver reads the credentials from the body: in the query they are missing."""
+    resp = requests.post(
+        emulator.webserver_url + "/server/login",
+        params={"username": emulator.username, "password": emulator.password},
+        timeout=30,
+    )
+    assert resp.status_code == 400
+    # The webserver's own body: the message is the title; no msg, no error_code.
+    assert resp.json() == {
+        "type": PROBS + "invalid-api-params",
+        "title": "You must provide the username field.",
+    }
+    assert "X-BackendAI-SessionID" not in resp.headers
+
+
+def test_signed_request_needs_an_api_version(emulator: Emulator) -> None:
+    """sign_request refuses to sign without X-BackendAI-Version (400), never signs ''."""
+    client = emulator.api_client()
+    client.api_version = ""
+    url, headers = client.url_and_headers("GET", f"/session/{emulator.session}")
+    del headers["X-BackendAI-Version"]
+    resp = requests.get(url, headers={**headers, "Content-Type": "text/plain"}, timeout=30)
+    assert resp.status_code == 400
+    assert resp.json()["type"] == PROBS + "invalid-auth-params"
+
+
 # --- error_code (25.8+) ---
 
 
@@ -246,6 +295,29 @@ def test_error_code(emulator_factory: EmulatorFactory, version: str) -> None:
         assert body["error_code"] == "session_generic_object-not-found"
     else:
         assert "error_code" not in body
+
+
+def test_webserver_own_errors(emulator: Emulator) -> None:
+    """The webserver's own answers (web/auth.py, web/proxy.py): type and title only,
+    no `error_code`, and a failed websocket upstream says nothing of the manager's status."""
+    client = _session_client(emulator)
+    url, headers = client.url_and_headers(
+        "GET", "/stream/session/no-such-session/tcpproxy", params={"app": "sshd"}
+    )
+    gateway = requests.get(url, headers=headers, timeout=30)
+    assert gateway.status_code == 502
+    assert gateway.json() == {
+        "type": PROBS + "bad-gateway",
+        "title": "The proxy target server is inaccessible.",
+    }
+    anonymous = requests.get(
+        emulator.webserver_url + f"/func/session/{emulator.session}", timeout=30
+    )
+    assert anonymous.status_code == 401
+    assert anonymous.json() == {"type": PROBS + "auth-failed", "title": "Unauthorized access"}
+    # The manager's answers, proxied, keep theirs (26.8).
+    proxied = client.request("GET", "/session/no-such-session")
+    assert proxied.status_code == 404 and "error_code" in proxied.json()
 
 
 # --- Kubernetes (fact 7) ---
@@ -294,6 +366,11 @@ def test_ssh_keypair_validation(
         assert mismatched.status_code == 400
         assert "does not match" in mismatched.json()["msg"]
         assert openssh.status_code == (200 if version == "26.8" else 400)
+    # The public key goes to load_ssh_public_key as given: a leading blank is refused.
+    blank = client.request(
+        "POST", "/auth/ssh-keypair", json_body={"pubkey": " " + pub_pem, "privkey": priv_pem}
+    )
+    assert blank.status_code == (200 if version == "23.09" else 400)
     good = client.request(
         "POST", "/auth/ssh-keypair", json_body={"pubkey": pub_pem, "privkey": priv_pem}
     )
@@ -312,7 +389,9 @@ def test_rate_limit_fault(emulator: Emulator) -> None:
             resp = client.request("GET", f"/session/{emulator.session}")
             assert resp.status_code == 429
             assert resp.json()["type"] == PROBS + "rate-limit-exceeded"
-            assert resp.headers["X-RateLimit-Window"] == "900"
+            # Raised before the middleware sets its headers: none on the 429 itself.
+            assert not any(h.lower().startswith("x-ratelimit-") for h in resp.headers)
+            assert "Retry-After" not in resp.headers
             assert client.request("GET", f"/session/{emulator.session}").status_code == 200
     finally:
         emulator.hook("DELETE", "faults")

@@ -95,6 +95,9 @@ CASES: list[tuple[str, int, bytes, dict[str, str], str, type[ApiError], str, str
      "wait 15 minutes (900 s) before trying again"),
     ("429-window", 429, b"", {"X-RateLimit-Window": "60"}, "api", RateLimitError,
      "(HTTP 429)", "wait up to 60 s before trying again"),
+    # The manager's real 429: no rate headers at all, its window is a fixed 900 s.
+    ("429-bare", 429, prob("rate-limit-exceeded", "Rate limit exceeded."), JSON, "api",
+     RateLimitError, "(HTTP 429)", "wait up to 15 minutes (900 s) before trying again"),
     ("400-error-code", 400,
      prob("invalid-api-params", "Missing or invalid API parameters.", msg="bad app",
           error_code="session_generic_bad-request"),

@@ -118,17 +118,26 @@ def http_text(status: int, problem: Problem) -> str:
     return f"HTTP {status} {detail}"
 
 
+# The manager's rolling rate-limit window, fixed in every release (spec §14). Its 429
+# is raised before the X-RateLimit-* headers are set, so a real 429 never names it.
+MANAGER_RATE_WINDOW = 900
+
+
 def rate_limit_wait(headers: Mapping[str, str]) -> str:
-    """How long the server asks us to wait: Retry-After, else its rate window (spec §14)."""
+    """How long the server asks us to wait: Retry-After (a proxy's), else the rate window
+    (X-RateLimit-Window, else the manager's fixed 900 s; spec §14)."""
     for header in ("retry-after", "x-ratelimit-window"):
         value = headers.get(header, "").strip()
         if value.isdigit() and 0 < int(value) <= 86400:
-            seconds = int(value)
-            prefix = "" if header == "retry-after" else "up to "
-            if seconds >= 120:
-                return f"{prefix}{seconds // 60} minutes ({seconds} s)"
-            return f"{prefix}{seconds} s"
-    return "a few minutes"
+            return _wait_text(int(value), upper_bound=header != "retry-after")
+    return _wait_text(MANAGER_RATE_WINDOW, upper_bound=True)
+
+
+def _wait_text(seconds: int, *, upper_bound: bool) -> str:
+    prefix = "up to " if upper_bound else ""
+    if seconds >= 120:
+        return f"{prefix}{seconds // 60} minutes ({seconds} s)"
+    return f"{prefix}{seconds} s"
 
 
 def _is_session_id(text: str) -> bool:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -24,11 +26,16 @@ from tests.emulator.problems import (
     auth_failed,
     bad_gateway,
     invalid_auth_params,
-    invalid_params,
     web_unauthorized,
 )
-from tests.emulator.routes import Handler, api_params, json_response
-from tests.emulator.state import VIA_WEBSERVER, EmulatorState, WebSession, get_state
+from tests.emulator.routes import Handler, json_response
+from tests.emulator.state import (
+    VIA_WEBSERVER,
+    WEBSERVER_OWN_ERROR,
+    EmulatorState,
+    WebSession,
+    get_state,
+)
 from tests.emulator.totp import totp_matches
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -141,8 +148,8 @@ def verify_signed_request(
     """Verify one API-mode request as the manager does (spec §3.3); return the access key.
 
     Raises ProblemError: 400 invalid-auth-params (Date missing/outside ±15 min,
-    malformed Authorization), 401 auth-failed ("Unauthorized access" without an
-    Authorization header, "Access key not found", "Signature mismatch").
+    malformed Authorization, no API version header), 401 auth-failed ("Unauthorized
+    access" without an Authorization header, "Access key not found", "Signature mismatch").
     """
     now = now or datetime.now(UTC)
     date_header = (
@@ -161,10 +168,13 @@ def verify_signed_request(
         raise auth_failed("Access key not found")
     if hash_name != "sha256":
         raise invalid_auth_params("Unsupported signature hash")
-    if "X-BackendAI-Version" in headers or "X-Sorna-Version" not in headers:
-        label, version = "backendai", headers.get("X-BackendAI-Version", "")
+    if headers.get("X-BackendAI-Version"):
+        label, version = "backendai", headers["X-BackendAI-Version"]
+    elif headers.get("X-Sorna-Version"):
+        label, version = "sorna", headers["X-Sorna-Version"]
     else:
-        label, version = "sorna", headers.get("X-Sorna-Version", "")
+        # sign_request refuses to sign without a version (it never signs an empty one).
+        raise invalid_auth_params("API version missing in request headers")
     expected = compute_signature(
         secret,
         method=method,
@@ -232,6 +242,7 @@ def web_session_auth(handler: Handler, *, public: bool, websocket: bool) -> Hand
         if not public:
             session = _web_session(state, request)
             if session is None:
+                request[WEBSERVER_OWN_ERROR] = True
                 raise web_unauthorized()
             request["access_key"] = session.access_key
         request[VIA_WEBSERVER] = True
@@ -240,7 +251,10 @@ def web_session_auth(handler: Handler, *, public: bool, websocket: bool) -> Hand
             return await handler(request)
         except ProblemError as exc:
             if websocket:
-                raise bad_gateway(f"WSServerHandshakeError: {exc.status}") from exc
+                # The client library turns the failed handshake into BackendClientError;
+                # the webserver's 502 says nothing of the manager's status (web/proxy.py).
+                request[WEBSERVER_OWN_ERROR] = True
+                raise bad_gateway() from exc
             raise
 
     return wrapper
@@ -253,19 +267,35 @@ async def login(request: web.Request) -> web.StreamResponse:
     state = get_state(request)
     if _web_session(state, request) is not None:
         raise ProblemError(400, "generic-bad-request", "You have already logged in.")
-    params = await api_params(request)
+    params = await _login_body(request)
     username = params.get("username")
     password = params.get("password")
+    # The webserver's own 400s: the message is the title, no msg (web/server.py).
     if not username:
-        raise invalid_params("You must provide the username field.")
+        raise ProblemError(400, "invalid-api-params", "You must provide the username field.")
     if not password:
-        raise invalid_params("You must provide the password field.")
+        raise ProblemError(400, "invalid-api-params", "You must provide the password field.")
     now = time.time()
     recent = [t for t in state.failed_logins.get(str(username), []) if now - t < LOGIN_BLOCK_TIME]
     block_after = state.options.login_block_after
     if block_after and len(recent) >= block_after:
-        raise ProblemError(429, "too-many-requests", "Too many failed login attempts.")
+        raise ProblemError(429, "too-many-requests", "Too many failed login attempts")
     creds = state.creds
+    otp_given = params.get("otp")
+    if state.profile.totp_supported and otp_given is not None and not isinstance(otp_given, str):
+        # The manager's LoginRequest (`otp: str | None`, pydantic: a number is no string)
+        # refuses it; the webserver passes the 400 on.
+        return json_response(
+            {
+                "authenticated": False,
+                "data": {
+                    "type": PROBS + "invalid-api-params",
+                    "title": "Missing or invalid API parameters.",
+                    "details": "otp: Input should be a valid string",
+                },
+            },
+            status=400,
+        )
     if not (
         hmac.compare_digest(str(username), creds.username)
         and hmac.compare_digest(str(password), creds.password)
@@ -281,8 +311,8 @@ async def login(request: web.Request) -> web.StreamResponse:
                     "authenticated": False,
                     "data": {
                         "type": PROBS + "require-totp-authentication",
-                        "title": "TOTP authentication required.",
-                        "details": "You must provide the OTP code.",
+                        "title": "Two-Factor Authentication needed.",
+                        "details": "You must authenticate using Two-Factor Authentication.",
                     },
                 }
             )
@@ -301,10 +331,10 @@ async def login(request: web.Request) -> web.StreamResponse:
                     {
                         "authenticated": False,
                         "data": {
-                            "type": PROBS + "login-session-limit-exceeded",
-                            "title": "Too many concurrent login sessions.",
-                            "details": f"The user may keep at most {cap} login sessions. "
-                            "Log in with force to end the oldest one.",
+                            # The manager's TooManyConcurrentLoginSessions, passed on.
+                            "type": PROBS + "active-login-session-exists",
+                            "title": "Too many concurrent login sessions for this user.",
+                            "details": None,
                         },
                     },
                     status=409,
@@ -326,6 +356,20 @@ async def login(request: web.Request) -> web.StreamResponse:
     )
     resp.headers[SESSION_HEADER] = key
     return resp
+
+
+async def _login_body(request: web.Request) -> dict[str, Any]:
+    """The credentials as the webserver reads them: the JSON body only, never the query.
+
+    A body that is not a JSON object counts as empty (the webserver then asks for the
+    username, 400).
+    """
+    raw = await request.read() if request.can_read_body else b""
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def _login_refused(state: EmulatorState, details: str) -> web.Response:

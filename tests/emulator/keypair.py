@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from tests.emulator.keys import SshKeypair, generate_ssh_keypair
 from tests.emulator.problems import invalid_params
@@ -62,10 +63,15 @@ async def upload_ssh_keypair(request: web.Request) -> web.StreamResponse:
     )
 
 
+# The key types the manager's match statement knows; DSA and others are refused.
+_PAIR_TYPES = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
+
+
 def _validate_pair(pubkey: str, privkey: str, *, openssh_ok: bool) -> None:
     """The manager's keypair check (25.6.0+): a PEM private key (OpenSSH format from
-    26.4.4) whose public half is `pubkey`. Raises 400 otherwise (spec §14)."""
-    data = privkey.strip().encode() + b"\n"
+    26.4.4) and an OpenSSH public key line, both parsed as given, of one RSA, ECDSA or
+    Ed25519 pair. Raises 400 otherwise (spec §14)."""
+    data = privkey.encode()
     key: Any = None
     with contextlib.suppress(ValueError, TypeError, UnsupportedAlgorithm):
         key = serialization.load_pem_private_key(data, password=None)
@@ -78,11 +84,15 @@ def _validate_pair(pubkey: str, privkey: str, *, openssh_ok: bool) -> None:
             + ("PEM or OpenSSH" if openssh_ok else "PEM")
             + " private key"
         )
-    derived = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    given = pubkey.split()
-    if len(given) < 2 or derived.decode().split()[:2] != given[:2]:
+    try:
+        # load_ssh_public_key, like the manager: no leading blanks, no other format.
+        public: Any = serialization.load_ssh_public_key(pubkey.encode())
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise invalid_params("Invalid SSH keypair: invalid public key format") from exc
+    if not isinstance(key, _PAIR_TYPES):
+        raise invalid_params("Invalid SSH keypair: unsupported pair of keys")
+    openssh = (serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    if key.public_key().public_bytes(*openssh) != public.public_bytes(*openssh):
         raise invalid_params("Invalid SSH keypair: the public key does not match the private key")
 
 

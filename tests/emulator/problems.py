@@ -118,10 +118,10 @@ def web_unauthorized() -> ProblemError:
     return ProblemError(401, "auth-failed", "Unauthorized access")
 
 
-def bad_gateway(details: str | None = None) -> ProblemError:
-    """502 from the webserver when the manager rejected a proxied websocket."""
-    extra = {"details": details} if details else None
-    return ProblemError(502, "bad-gateway", "The proxy target server is inaccessible.", extra=extra)
+def bad_gateway() -> ProblemError:
+    """502 from the webserver when the manager rejected a proxied websocket: type and
+    title only, nothing of the manager's answer (web/proxy.py)."""
+    return ProblemError(502, "bad-gateway", "The proxy target server is inaccessible.")
 
 
 def internal_error(msg: str | None = None) -> ProblemError:

@@ -422,7 +422,9 @@ async def download(request: web.Request) -> web.StreamResponse:
     params = await _download_params(request, state.profile)
     _require_running(sess)
     files = params.get("files")
-    if isinstance(files, str):
+    if isinstance(files, str) and state.profile.download_style != "post-json-body":
+        # tx.MultiKey (<= 26.2) and the query's getall (26.4.7+) make one name a list;
+        # 26.3's pydantic `files: list[str]` body refuses a bare string.
         files = [files]
     if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
         raise invalid_params("Input validation error", data={"files": "is required"})

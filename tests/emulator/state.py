@@ -123,6 +123,9 @@ class EmulatorState:
 
 # Set on requests that came through the webserver listener (session mode).
 VIA_WEBSERVER = "emulator_via_webserver"
+# Set when the webserver itself answers an error (not logged in, failed websocket
+# upstream): its own bodies never carry `error_code`.
+WEBSERVER_OWN_ERROR = "emulator_webserver_own_error"
 
 STATE: web.AppKey[EmulatorState] = web.AppKey("emulator_state", EmulatorState)
 

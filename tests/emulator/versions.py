@@ -51,6 +51,8 @@ class VersionProfile:
     login_failure_401: bool = False
     # max_concurrent_logins enforced with 409 unless "force" (26.4.0+).
     login_cap_supported: bool = False
+    # The TOTP plugin's login hook (plugin 26.4+; webserver 25.9+).
+    totp_supported: bool = False
     # Logout answers 200 (25.19.2+) instead of 201.
     logout_200: bool = False
     # Error bodies carry `error_code` (25.8+).
@@ -117,6 +119,7 @@ PROFILES: dict[str, VersionProfile] = {
         slug_folder_names=False,
         login_failure_401=True,
         login_cap_supported=True,
+        totp_supported=True,
         logout_200=True,
         error_code=True,
         download_missing_bare_500=True,
